@@ -1,0 +1,38 @@
+# semsearch: `make demo` and `make test` work on a fresh machine with only Python 3.10+ installed.
+PYTHON ?= python3
+VENV ?= .venv
+# PyTorch is installed first and on its own so pip picks the CPU build; override on other machines,
+# e.g. `make test TORCH_SPEC=torch` for whatever your platform's default build is.
+TORCH_SPEC ?= torch==2.13.0
+DEMO_INDEX ?= .demo-index
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: install
+	$(BIN)/semsearch --index $(DEMO_INDEX) index corpora
+	$(BIN)/semsearch --index $(DEMO_INDEX) status
+	$(BIN)/semsearch --index $(DEMO_INDEX) search "how do I fix a flat tyre" --limit 3
+	$(BIN)/semsearch --index $(DEMO_INDEX) search "how many vacation days do employees get" --limit 3
+	$(BIN)/semsearch --index $(DEMO_INDEX) search "why is the sky blue" --limit 3 --group-by-document
+	$(BIN)/semsearch --index $(DEMO_INDEX) search "compound interest" --limit 3 --type pdf
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/index_folder.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_INDEX) build *.egg-info

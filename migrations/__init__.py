@@ -1,0 +1,1 @@
+"""Alembic migrations for the semsearch SQLite schema (installed as ``semsearch.migrations``)."""

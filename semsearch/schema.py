@@ -1,0 +1,71 @@
+"""The SQLite schema, as SQLAlchemy Core tables.
+
+SQLite is the source of truth: documents, their chunks, each chunk's vector and the index settings.
+The FTS5 table over chunk text (``chunk_fts``) is an external-content table kept in step by triggers,
+so the text is stored once; it is created by the migrations, not declared here, because SQLAlchemy
+has no notion of virtual tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # A file's absolute path, or the caller's id for text added with add_texts().
+    Column("path", Text, nullable=False, unique=True),
+    Column("source", String, nullable=False),  # "file" or "text"
+    Column("content_hash", String, nullable=False, index=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("format", String, nullable=False),
+    Column("metadata", Text, nullable=False),  # JSON object
+    Column("indexed_at", String, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    # AUTOINCREMENT: ids are never reused, so a stale FAISS file can never point at the wrong chunk.
+    Column("id", Integer, primary_key=True),
+    Column("document_id", Integer, ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
+    Column("ordinal", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    # Title (and section heading) of the chunk: prefixed when embedding, a weighted FTS column.
+    Column("context", Text, nullable=False),
+    Column("char_start", Integer, nullable=False),
+    Column("char_end", Integer, nullable=False),
+    Column("start_line", Integer, nullable=False),
+    Column("end_line", Integer, nullable=False),
+    Column("page", Integer, nullable=True),
+    Column("tokens", Integer, nullable=False),
+    # sha256 of the exact string that was embedded: identical strings reuse the stored vector.
+    Column("embed_hash", String, nullable=False, index=True),
+    Column("vector", LargeBinary, nullable=False),  # float32, little-endian, `dimension` values
+    Index("ix_chunks_document_ordinal", "document_id", "ordinal"),
+    sqlite_autoincrement=True,
+)

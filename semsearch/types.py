@@ -1,0 +1,157 @@
+"""Values that cross module boundaries. All are frozen dataclasses; nothing here imports a library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["semantic", "keyword", "hybrid"]
+MODES: tuple[Mode, ...] = ("semantic", "keyword", "hybrid")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One structural unit of a parsed document: a heading, a paragraph, a list item, a code block.
+
+    ``start``/``end`` are character offsets into :attr:`ParsedDocument.text`. Lines are 1-based lines of
+    the source file (for DOCX: paragraph numbers); ``page`` is the 1-based PDF page, else ``None``.
+    """
+
+    start: int
+    end: int
+    start_line: int
+    end_line: int
+    kind: Literal["heading", "paragraph", "code"] = "paragraph"
+    level: int = 0
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    """The text a loader extracted from one file, with its structure."""
+
+    text: str
+    title: str
+    format: str
+    blocks: tuple[Block, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkDraft:
+    """A chunk cut from a parsed document, before it is stored or embedded.
+
+    ``heading`` is the nearest section heading above the chunk (may be empty).
+    """
+
+    ordinal: int
+    text: str
+    start: int
+    end: int
+    start_line: int
+    end_line: int
+    page: int | None
+    heading: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a chunk joined back to its document."""
+
+    rank: int
+    score: float
+    chunk_id: int
+    document_id: int
+    path: str
+    title: str
+    text: str
+    start_line: int
+    end_line: int
+    page: int | None
+    format: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was not indexed, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IndexSummary:
+    """What one indexing run did."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    removed: int = 0
+    skipped: tuple[Skipped, ...] = ()
+    chunks_added: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    elapsed_seconds: float = 0.0
+    interrupted: bool = False
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        """How many files were skipped for each reason."""
+        counts: dict[str, int] = {}
+        for item in self.skipped:
+            counts[item.reason] = counts.get(item.reason, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON-ready values (the shape of ``semsearch index --json``)."""
+        return {
+            "new": self.new,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "moved": self.moved,
+            "removed": self.removed,
+            "skipped": len(self.skipped),
+            "skipped_reasons": self.skipped_by_reason(),
+            "skipped_files": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "chunks_added": self.chunks_added,
+            "chunks_embedded": self.chunks_embedded,
+            "chunks_reused": self.chunks_reused,
+            "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "interrupted": self.interrupted,
+        }
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """A description of an index on disk (``semsearch status``)."""
+
+    location: str
+    documents: int
+    chunks: int
+    model: str
+    dimension: int
+    chunk_tokens: int
+    overlap_tokens: int
+    size_bytes: int
+    last_indexed: str | None
+    schema_revision: str | None
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Restricts a search to some documents; applied before ranking.
+
+    ``path`` is a glob matched against the document path (``*`` crosses folders; a relative pattern
+    matches the end of the path, so ``*.md`` and ``docs/*`` work). ``types`` are file extensions or
+    format names (``md``, ``pdf``, ``markdown``). ``metadata`` keys must equal the given values.
+    """
+
+    path: str | None = None
+    types: tuple[str, ...] = ()
+    metadata: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.path or self.types or self.metadata)
