@@ -319,6 +319,7 @@ class _Chunker:
         counts = self.counter.count([self.text[s:e] for _, (s, e) in blocks])
         pieces: list[_Piece] = []
         oversized: list[tuple[int, Span, list[Splitter]]] = []  # (position in pieces, span, splitters)
+        crowded: dict[int, int] = {}  # position -> tokens of the headings its first part must join
         section = ""
         heading_run = 0  # tokens of the headings right above the current block
         for (index, (start, end)), tokens in zip(blocks, counts):
@@ -330,11 +331,14 @@ class _Chunker:
             fits = tokens <= self.budget and (is_heading or heading_run + tokens <= self.max_tokens)
             if not fits:
                 oversized.append((len(pieces), (start, end), _splitters(kind)))
+                if heading_run and not is_heading:
+                    crowded[len(pieces)] = heading_run
             pieces.append(_Piece(start, end, tokens, index, fits, section, is_heading and fits, is_heading))
             heading_run = heading_run + tokens if is_heading else 0
         if not oversized:
             return pieces
         cut = dict(zip((position for position, _, _ in oversized), self._fit([item[1:] for item in oversized])))
+        self._make_room(cut, crowded)
         result: list[_Piece] = []
         for position, piece in enumerate(pieces):
             if position not in cut:
@@ -374,10 +378,27 @@ class _Chunker:
             parts.sort()
         return done
 
-    def _windows(self, text: str, start: int, end: int) -> list[Span]:
+    def _windows(self, text: str, start: int, end: int, max_tokens: int | None = None) -> list[Span]:
+        max_tokens = self.budget if max_tokens is None else max_tokens
         # Overlap of at most half a window keeps the windows moving forward.
-        spans = self.counter.windows(text[start:end], self.budget, min(self.overlap, self.budget // 2))
+        spans = self.counter.windows(text[start:end], max_tokens, min(self.overlap, max_tokens // 2))
         return [t for s, e in spans if (t := _trimmed(text, start + s, start + e)) is not None]
+
+    def _make_room(self, cut: dict[int, list[tuple[int, int, int]]], crowded: dict[int, int]) -> None:
+        """Cut the first part of a block finer where it would not fit in one chunk with its headings."""
+        firsts: list[tuple[int, int, list[Span]]] = []  # (position, room, windows)
+        for position, headings in crowded.items():
+            room = min(self.max_tokens - headings, self.budget)
+            start, end, tokens = cut[position][0]
+            if tokens > room >= 1:
+                firsts.append((position, room, self._windows(self.text, start, end, room)))
+        if not firsts:
+            return
+        counts = iter(self.counter.count([self.text[s:e] for _, _, spans in firsts for s, e in spans]))
+        for position, room, spans in firsts:
+            parts = [(start, end, next(counts)) for start, end in spans]
+            if parts[0][2] <= room and all(tokens <= self.budget for _, _, tokens in parts):
+                cut[position][:1] = parts
 
     # -- packing -----------------------------------------------------------------------------------
 

@@ -280,3 +280,16 @@ def rebuild_command(settings: Settings, index_dir: str | None) -> None:
 
 def main() -> None:
     cli(prog_name="semsearch")
+
+
+def _register_optional_commands() -> None:
+    # `eval` lives in its own module to keep this one readable; importing it is cheap.
+    from semsearch.cli_eval import eval_command
+
+    cli.add_command(eval_command)
+
+
+try:
+    _register_optional_commands()
+except ImportError:  # pragma: no cover - only while cli_eval.py is being written
+    pass

@@ -17,7 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, create_engine, delete, event, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    column,
+    create_engine,
+    delete,
+    event,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+    text,
+    update,
+)
 
 from semsearch.errors import SchemaTooNewError
 from semsearch.schema import chunks, documents, settings
@@ -254,29 +267,20 @@ class Store:
         ``match`` is an FTS5 query string; ``weights`` are the BM25 column weights for
         (context, text).
         """
-        sql = (
-            "SELECT rowid, bm25(chunk_fts, :w_context, :w_text) AS rank FROM chunk_fts "
-            "WHERE chunk_fts MATCH :match"
-        )
-        params: dict[str, Any] = {
-            "match": match,
-            "limit": limit,
-            "w_context": weights[0],
-            "w_text": weights[1],
-        }
+        fts = table("chunk_fts", column("rowid"))
+        fts_name = literal_column("chunk_fts")
+        rank = func.bm25(fts_name, weights[0], weights[1]).label("rank")
+        query = select(fts.c.rowid, rank).select_from(fts).where(fts_name.op("MATCH")(match))
         if not where.empty:
-            subquery = (
+            allowed = (
                 select(chunks.c.id)
                 .join(documents, documents.c.id == chunks.c.document_id)
                 .where(*_filter_conditions(where))
             )
-            with self._engine.connect() as connection:
-                compiled = subquery.compile(connection, compile_kwargs={"render_postcompile": True})
-            sql += f" AND rowid IN ({compiled})"
-            params.update(compiled.params)
-        sql += " ORDER BY rank LIMIT :limit"
+            query = query.where(fts.c.rowid.in_(allowed))
+        query = query.order_by(rank).limit(limit)
         with self._engine.connect() as connection:
-            rows = connection.execute(text(sql), params).all()
+            rows = connection.execute(query).all()
         return [(int(row[0]), -float(row[1])) for row in rows]
 
     def keyword_statistics(self) -> tuple[int, float]:
@@ -466,21 +470,15 @@ def _filter_conditions(where: SearchFilter) -> list[Any]:
     conditions: list[Any] = []
     if where.path:
         pattern = where.path
-        conditions.append(
-            documents.c.path.op("GLOB")(pattern) | documents.c.path.op("GLOB")("*/" + pattern.lstrip("/"))
-            if not pattern.startswith("/")
-            else documents.c.path.op("GLOB")(pattern)
-        )
+        glob = documents.c.path.op("GLOB")
+        conditions.append(glob(pattern) if pattern.startswith("/") else or_(glob(pattern), glob("*/" + pattern)))
     if where.types:
         options = []
         for kind in where.types:
             kind = kind.lower().lstrip(".")
             options.append(documents.c.format == kind)
             options.append(func.lower(documents.c.path).like(f"%.{kind}"))
-        condition = options[0]
-        for option in options[1:]:
-            condition = condition | option
-        conditions.append(condition)
+        conditions.append(or_(*options))
     for key, value in where.metadata:
         conditions.append(func.json_extract(documents.c.metadata, f"$.{key}") == value)
     return conditions

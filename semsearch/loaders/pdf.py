@@ -27,6 +27,12 @@ _FILENAME_TITLE = re.compile(
     r"^(microsoft (word|powerpoint|excel) - .*|.*\.(dvi|tex|docx?|pdf|ps|eps|odt|rtf|txt|indd|qxd))$",
     re.IGNORECASE,
 )
+_SECTION_HEADING = re.compile(r"^\d+(\.\d+)*\.?\s+[A-Z]")
+_MAX_HEADING_CHARS = 60
+# Typographic ligatures that TeX and Word output leave in the text layer ("ﬁle" would not match "file").
+_LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
+                            "\ufb05": "st", "\ufb06": "st"})
+_TITLE_MARKS = "∗*†‡ "
 _PLACEHOLDER_TITLES = frozenset({"untitled", "untitled document", "title", "document", "no title", "none"})
 _MAX_TITLE_CHARS = 100
 
@@ -86,7 +92,7 @@ def _clean(text: str) -> str:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "\x00" in text:
         text = text.replace("\x00", "")
-    return text.strip("\n")
+    return text.translate(_LIGATURES).strip("\n")
 
 
 def _page_blocks(text: str, offset: int, page: int) -> list[Block]:
@@ -141,6 +147,10 @@ def _cut(lines: list[str], first: int, last: int) -> list[tuple[int, int]]:
         ends_paragraph = (
             size >= _MIN_GROUP_LINES and len(stripped) < 0.7 * typical and stripped.endswith(_SENTENCE_END)
         )
+        if i > start and len(stripped) < _MAX_HEADING_CHARS and _SECTION_HEADING.match(stripped):
+            groups.append((start, i - 1))  # a numbered section heading starts a new group
+            start = i
+            continue
         if size >= _GROUP_LINES or ends_paragraph:
             groups.append((start, i))
             start = i + 1
@@ -154,7 +164,7 @@ def _metadata_title(reader) -> str:
         raw = reader.metadata.title if reader.metadata else None
     except Exception:
         return ""
-    title = " ".join(str(raw or "").split())
+    title = " ".join(str(raw or "").split()).rstrip(_TITLE_MARKS)
     if not title or title.lower() in _PLACEHOLDER_TITLES or _FILENAME_TITLE.match(title):
         return ""
     return title if len(title) <= 2 * _MAX_TITLE_CHARS else ""
@@ -165,5 +175,6 @@ def _first_line_title(texts: list[str]) -> str:
     for line in first_page.split("\n"):
         stripped = " ".join(line.split())
         if stripped:
+            stripped = stripped.rstrip(_TITLE_MARKS)
             return stripped if len(stripped) < _MAX_TITLE_CHARS else ""
     return ""

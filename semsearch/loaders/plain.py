@@ -8,7 +8,7 @@ from semsearch.loaders.lines import SourceLines
 from semsearch.types import ParsedDocument
 
 # Project Gutenberg files (and many other plain-text documents) carry a "Title: ..." line near the top.
-_TITLE_LINE = re.compile(r"^\s*Title:[ \t]*(\S.*?)\s*$", re.MULTILINE)
+_TITLE_LINE = re.compile(r"^[ \t]*Title:[ \t]*(\S.*?)[ \t]*$", re.MULTILINE)
 _TITLE_SEARCH_LINES = 60
 _MAX_TITLE_CHARS = 100
 
@@ -34,9 +34,22 @@ def plain_title(source: SourceLines, fallback: str) -> str:
     head_end = source.offsets[min(_TITLE_SEARCH_LINES, len(source))]
     match = _TITLE_LINE.search(source.text, 0, head_end)
     if match:
-        return match.group(1)[:_MAX_TITLE_CHARS * 2]
+        title = match.group(1)
+        following = _line_after(source.text, match.end())
+        if following[:1] in (" ", "\t") and following.strip():  # "Title: The Blue Castle:\n    a novel"
+            title = f"{title} {following.strip()}"
+        return title[: 2 * _MAX_TITLE_CHARS]
     for line in source.lines[:_TITLE_SEARCH_LINES]:
         stripped = line.strip()
         if stripped:
             return stripped if len(stripped) < _MAX_TITLE_CHARS else fallback
     return fallback
+
+
+def _line_after(text: str, position: int) -> str:
+    """The line following the one that contains ``position``."""
+    start = text.find("\n", position) + 1
+    if not start:
+        return ""
+    end = text.find("\n", start)
+    return text[start:] if end < 0 else text[start:end]

@@ -1,0 +1,97 @@
+"""Shared fixtures: a deterministic fake embedder (no model, no network) and data locations."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from semsearch.chunking import WordTokenCounter  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("SEMSEARCH_DATA", REPO.parent / "shared" / "data"))
+
+
+class FakeEmbedder:
+    """Bag-of-words vectors by feature hashing: texts sharing words are close, and it is instant.
+
+    Records every text it embeds, so tests can assert what was (not) sent to the model.
+    """
+
+    name = "fake-bag-of-words"
+    dimension = 64
+    _WORD = re.compile(r"\w+")
+
+    def __init__(self, max_tokens: int = 60) -> None:
+        self.max_tokens = max_tokens
+        self.counter = WordTokenCounter()
+        self.embedded: list[str] = []
+        self.fail_after: int | None = None  # raise KeyboardInterrupt once this many texts are done
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            if self.fail_after is not None and len(self.embedded) >= self.fail_after:
+                raise KeyboardInterrupt
+            self.embedded.append(text)
+            for word in self._WORD.findall(text.lower()):
+                bucket = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
+                vectors[row, bucket % self.dimension] += 1.0
+            norm = np.linalg.norm(vectors[row])
+            vectors[row] = vectors[row] / norm if norm else vectors[row]
+            if not norm:
+                vectors[row, 0] = 1.0
+        return vectors
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def fake_model(monkeypatch) -> FakeEmbedder:
+    """Make every engine opened by name (as the CLI does) use one shared fake embedder."""
+    embedder = FakeEmbedder()
+    import semsearch.embedder
+    import semsearch.engine
+
+    original = semsearch.embedder.canonical_model_name
+
+    def canonical(name):
+        return embedder.name if name in (None, embedder.name) else original(name)
+
+    monkeypatch.setattr(semsearch.engine, "canonical_model_name", canonical)
+    monkeypatch.setattr(semsearch.engine, "SentenceTransformerEmbedder", lambda name=None: embedder)
+    return embedder
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    """A small folder of documents on distinct topics."""
+    root = tmp_path / "docs"
+    (root / "garden").mkdir(parents=True)
+    (root / "kitchen").mkdir()
+    (root / "garden" / "tomatoes.md").write_text(
+        "# Growing tomatoes\n\nTomatoes need full sun and deep watering.\n\n"
+        "## Pests\n\nAphids and hornworms attack tomato plants; pick hornworms by hand.\n"
+    )
+    (root / "garden" / "roses.txt").write_text(
+        "Pruning roses\n\nPrune roses in late winter, cutting above an outward facing bud.\n"
+    )
+    (root / "kitchen" / "bread.md").write_text(
+        "# Baking bread\n\nKnead the dough for ten minutes, then let the yeast rise for an hour.\n\n"
+        "## Crust\n\nA hot oven and steam give bread a crisp crust.\n"
+    )
+    (root / "kitchen" / "soup.rst").write_text(
+        "Onion soup\n==========\n\nCaramelise the onions slowly in butter for forty minutes.\n"
+    )
+    return root

@@ -1,0 +1,335 @@
+"""The engine with the fake embedder: indexing, incremental updates, search, consistency."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import semsearch
+from semsearch.errors import (
+    EmptyIndexError,
+    EmptyQueryError,
+    IndexLockedError,
+    IndexNotFoundError,
+    ModelMismatchError,
+)
+from semsearch.locking import WriteLock
+from semsearch.vector_index import VECTORS_NAME, VectorIndex
+
+
+def open_engine(path: Path, embedder, **options):
+    return semsearch.open(path, embedder=embedder, **options)
+
+
+def bump_mtime(path: Path) -> None:
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+def test_index_then_search_finds_the_right_document(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        summary = engine.index(docs)
+        assert (summary.new, summary.changed, summary.unchanged) == (4, 0, 0)
+        assert summary.chunks_embedded == summary.chunks_added > 0
+        for mode in ("semantic", "keyword", "hybrid"):
+            hits = engine.search("knead the dough and let the yeast rise", limit=3, mode=mode)
+            assert hits[0].path.endswith("kitchen/bread.md"), mode
+            assert hits[0].rank == 1 and hits[0].title == "Baking bread"
+            assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+
+
+def test_hits_carry_line_numbers_of_the_source(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        hit = engine.search("aphids hornworms", limit=1, mode="keyword")[0]
+    lines = Path(hit.path).read_text().splitlines()
+    assert "hornworms" in "\n".join(lines[hit.start_line - 1 : hit.end_line])
+
+
+def test_unchanged_files_cost_no_embedding(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        fake_embedder.embedded.clear()
+        summary = engine.index(docs)
+    assert summary.unchanged == 4 and summary.new == summary.changed == 0
+    assert summary.chunks_embedded == 0 and fake_embedder.embedded == []
+
+
+def test_touched_but_identical_file_is_unchanged(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        bump_mtime(docs / "garden" / "roses.txt")
+        fake_embedder.embedded.clear()
+        summary = engine.index(docs)
+    assert summary.unchanged == 4 and fake_embedder.embedded == []
+
+
+def test_editing_one_file_embeds_only_its_new_chunks(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        target = docs / "garden" / "tomatoes.md"
+        target.write_text(target.read_text() + "\n## Harvest\n\nPick tomatoes when they are fully red.\n")
+        bump_mtime(target)
+        fake_embedder.embedded.clear()
+        summary = engine.index(docs)
+        assert (summary.changed, summary.unchanged) == (1, 3)
+        # Only the new section was embedded; the unchanged chunks of the file reused their vectors.
+        assert summary.chunks_embedded == len(fake_embedder.embedded) == 1
+        assert "fully red" in fake_embedder.embedded[0]
+        assert summary.chunks_reused >= 2
+        assert engine.search("fully red harvest", limit=1, mode="keyword")[0].path == str(target.resolve())
+
+
+def test_deleted_file_is_removed_everywhere(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        (docs / "kitchen" / "soup.rst").unlink()
+        summary = engine.index(docs)
+        assert summary.removed == 1
+        assert all("soup" not in h.path for h in engine.search("onions butter", limit=10, mode="semantic"))
+        assert engine.status().documents == 3
+        assert len(engine.vectors()) == engine.status().chunks
+
+
+def test_no_prune_keeps_deleted_files(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        (docs / "kitchen" / "soup.rst").unlink()
+        summary = engine.index(docs, prune=False)
+        assert summary.removed == 0 and engine.status().documents == 4
+
+
+def test_renamed_file_is_repointed_without_embedding(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        before = engine.status().chunks
+        (docs / "garden" / "roses.txt").rename(docs / "kitchen" / "roses-moved.txt")
+        fake_embedder.embedded.clear()
+        summary = engine.index(docs)
+        assert (summary.moved, summary.new, summary.removed) == (1, 0, 0)
+        assert fake_embedder.embedded == []
+        assert engine.status().chunks == before
+        hit = engine.search("prune roses winter bud", limit=1, mode="keyword")[0]
+        assert hit.path.endswith("kitchen/roses-moved.txt")
+
+
+def test_filters_apply_before_ranking(tmp_path, fake_embedder):
+    # 30 "noise" documents match the query far better than the 5 that pass the filter: a
+    # filter applied after ranking would return nothing for limit=5.
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(30):
+        (root / f"noise{i:02}.txt").write_text(f"Volcano eruption lava magma ash number {i}.\n")
+    for i in range(5):
+        (root / f"wanted{i}.md").write_text(f"# Note {i}\n\nA quiet note about paper and ink, item {i}.\n")
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(root)
+        for mode in ("semantic", "keyword", "hybrid"):
+            by_type = engine.search("volcano lava magma", limit=5, mode=mode, types=["md"])
+            if mode != "keyword":  # keyword search only returns chunks containing a query word
+                assert len(by_type) == 5, mode
+            assert all(h.path.endswith(".md") for h in by_type)
+            by_path = engine.search("volcano lava magma note", limit=5, mode=mode, path="wanted*")
+            assert len(by_path) == 5 and all("/wanted" in h.path for h in by_path), mode
+        assert engine.search("volcano", limit=3, path="*.pdf") == []
+
+
+def test_group_by_document_returns_each_document_once(tmp_path, fake_embedder):
+    root = tmp_path / "long"
+    root.mkdir()
+    paragraphs = "\n\n".join(f"Sailing boats paragraph {i} about wind, sails and knots." for i in range(40))
+    (root / "sailing.txt").write_text("Sailing\n\n" + paragraphs)
+    (root / "other.txt").write_text("Other\n\nA short note about sails.")
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(root)
+        assert len(engine.search("sails wind knots", limit=5, mode="semantic")) == 5
+        grouped = engine.search("sails wind knots", limit=5, mode="semantic", group_by_document=True)
+    assert sorted(Path(h.path).name for h in grouped) == ["other.txt", "sailing.txt"]
+
+
+def test_bad_files_are_skipped_with_reasons(tmp_path, fake_embedder):
+    root = tmp_path / "bad"
+    root.mkdir()
+    (root / "good.txt").write_text("A perfectly good file about lighthouses.")
+    (root / "empty.txt").write_text("")
+    (root / "binary.txt").write_bytes(b"\x00\x01\x02\x03" * 100)
+    (root / "garbage.txt").write_bytes(bytes(range(128, 256)) * 20 + b"\x00")
+    (root / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
+    from tests.pdfgen import make_pdf
+
+    pdf = make_pdf([["Lighthouse keepers kept the lamp lit."], ["Second page text."]])
+    (root / "truncated.pdf").write_bytes(pdf[: len(pdf) // 2])
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        summary = engine.index(root)
+    reasons = {Path(s.path).name: s.reason for s in summary.skipped}
+    assert summary.new == 1
+    assert set(reasons) == {"empty.txt", "binary.txt", "garbage.txt", "image.png", "truncated.pdf"}
+    assert reasons["empty.txt"] == "empty file"
+    assert reasons["binary.txt"] == "binary file"
+    assert "png" in reasons["image.png"]
+    assert "pdf" in reasons["truncated.pdf"]
+
+
+def test_faiss_file_deleted_or_corrupted_is_rebuilt_with_identical_results(tmp_path, docs, fake_embedder):
+    index_dir = tmp_path / "idx"
+    with open_engine(index_dir, fake_embedder) as engine:
+        engine.index(docs)
+        expected = [(h.chunk_id, round(h.score, 5)) for h in engine.search("bread crust oven", mode="semantic")]
+    faiss_file = index_dir / VECTORS_NAME
+    for damage in ("delete", "corrupt", "truncate"):
+        if damage == "delete":
+            faiss_file.unlink()
+        elif damage == "corrupt":
+            faiss_file.write_bytes(b"not a faiss file at all" * 10)
+        else:
+            faiss_file.write_bytes(faiss_file.read_bytes()[:100])
+        fake_embedder.embedded.clear()
+        with open_engine(index_dir, fake_embedder) as engine:
+            got = [(h.chunk_id, round(h.score, 5)) for h in engine.search("bread crust oven", mode="semantic")]
+        assert got == expected, damage
+        assert fake_embedder.embedded == ["bread crust oven"]  # only the query, nothing re-embedded
+        assert VectorIndex.load(faiss_file, fake_embedder.dimension).revision >= 1  # repaired on disk
+        if damage == "delete":
+            assert faiss_file.exists()
+
+
+def test_stale_faiss_file_is_caught_up(tmp_path, docs, fake_embedder):
+    index_dir = tmp_path / "idx"
+    with open_engine(index_dir, fake_embedder) as engine:
+        engine.index(docs / "garden")
+    stale = (index_dir / VECTORS_NAME).read_bytes()
+    with open_engine(index_dir, fake_embedder) as engine:
+        engine.index(docs / "kitchen")
+        expected = [h.chunk_id for h in engine.search("onion soup butter", mode="semantic")]
+    (index_dir / VECTORS_NAME).write_bytes(stale)  # as if the process died before saving FAISS
+    with open_engine(index_dir, fake_embedder) as engine:
+        assert [h.chunk_id for h in engine.search("onion soup butter", mode="semantic")] == expected
+        assert len(engine.vectors()) == engine.status().chunks
+
+
+def test_rebuild_gives_identical_results(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        before = [(h.chunk_id, h.score) for h in engine.search("roses winter", mode="semantic")]
+        assert engine.rebuild() == engine.status().chunks
+        after = [(h.chunk_id, h.score) for h in engine.search("roses winter", mode="semantic")]
+    assert before == after
+
+
+def test_second_writer_is_refused_while_searches_work(tmp_path, docs, fake_embedder):
+    index_dir = tmp_path / "idx"
+    with open_engine(index_dir, fake_embedder) as engine:
+        engine.index(docs)
+    holder = WriteLock(index_dir)
+    holder.acquire()
+    try:
+        with open_engine(index_dir, fake_embedder) as engine:
+            started = time.monotonic()
+            with pytest.raises(IndexLockedError, match="another semsearch process"):
+                engine.index(docs)
+            assert time.monotonic() - started < 2  # fails at once, does not wait
+            with pytest.raises(IndexLockedError):
+                engine.remove(docs)
+            assert engine.search("bread", limit=1, mode="keyword")
+    finally:
+        holder.release()
+
+
+def test_interrupted_run_leaves_a_consistent_index_and_resumes(tmp_path, fake_embedder, monkeypatch):
+    import semsearch.ingest
+
+    monkeypatch.setattr(semsearch.ingest, "WAVE_CHUNKS", 5)
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(20):
+        (root / f"note{i:02}.txt").write_text(f"Note {i}\n\nThe subject of note {i} is topic{i}.\n")
+    index_dir = tmp_path / "idx"
+    fake_embedder.fail_after = 8
+    with open_engine(index_dir, fake_embedder) as engine:
+        summary = engine.index(root)
+        assert summary.interrupted
+        partial = engine.status()
+        assert 0 < partial.documents < 20
+        assert len(engine.vectors()) == partial.chunks
+    fake_embedder.fail_after = None
+    fake_embedder.embedded.clear()
+    with open_engine(index_dir, fake_embedder) as engine:
+        summary = engine.index(root)
+        assert not summary.interrupted
+        assert summary.unchanged == partial.documents and summary.new == 20 - partial.documents
+        assert engine.status().documents == 20
+        assert len(VectorIndex.load(index_dir / VECTORS_NAME, fake_embedder.dimension)) == engine.status().chunks
+
+
+def test_add_texts_search_metadata_and_replace(tmp_path, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        summary = engine.add_texts(
+            ["Comets have icy nuclei and long tails.", "Glaciers carve valleys over millennia."],
+            ids=["comet", "glacier"],
+            titles=["Comets", "Glaciers"],
+            metadata=[{"topic": "space"}, {"topic": "earth"}],
+        )
+        assert summary.new == 2
+        hit = engine.search("icy tails", limit=1)[0]
+        assert (hit.path, hit.title, hit.metadata["topic"]) == ("comet", "Comets", "space")
+        only_earth = engine.search("icy tails comets", limit=5, metadata={"topic": "earth"})
+        assert [h.path for h in only_earth] == ["glacier"]
+        assert engine.add_texts(["Comets have icy nuclei and long tails."], ids=["comet"], titles=["Comets"]).unchanged == 1
+        engine.add_texts(["Comets are made of dust."], ids=["comet"], titles=["Comets"])
+        assert engine.status().documents == 2
+        assert "dust" in engine.search("comet", limit=1, mode="keyword")[0].text
+
+
+def test_remove_paths(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        assert engine.remove(docs / "garden") == 2
+        assert engine.status().documents == 2
+        assert len(engine.vectors()) == engine.status().chunks
+        assert engine.remove(docs / "garden") == 0
+
+
+def test_errors_for_bad_use(tmp_path, docs, fake_embedder):
+    with pytest.raises(IndexNotFoundError):
+        semsearch.open(tmp_path / "nowhere", create=False)
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        with pytest.raises(EmptyIndexError):
+            engine.search("anything")
+        engine.index(docs)
+        with pytest.raises(EmptyQueryError):
+            engine.search("   ")
+    other = type(fake_embedder)()
+    other.name = "another-model"
+    with pytest.raises(ModelMismatchError, match="fake-bag-of-words"):
+        semsearch.open(tmp_path / "idx", embedder=other)
+
+
+def test_index_is_not_indexed_into_itself(tmp_path, fake_embedder):
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "readme.md").write_text("# Project\n\nThe project readme.\n")
+    with open_engine(root / "index-here", fake_embedder) as engine:
+        engine.index(root)
+        engine.index(root)
+        assert engine.status().documents == 1
+
+
+def test_search_oracle_matches_brute_force(tmp_path, fake_embedder):
+    root = tmp_path / "oracle"
+    root.mkdir()
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda".split()
+    rng = np.random.default_rng(7)
+    for i in range(23):
+        (root / f"d{i}.txt").write_text(f"Doc {i}\n\n" + " ".join(rng.choice(words, size=12)))
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(root)
+        hits = engine.search("gamma theta kappa", limit=7, mode="semantic")
+        ids, vectors = zip(*[(int(i), v) for batch_ids, batch in engine._store.vectors() for i, v in zip(batch_ids, batch)])
+    query = fake_embedder.embed(["gamma theta kappa"])[0]
+    scores = np.stack(vectors) @ query
+    order = np.argsort(-scores, kind="stable")[:7]
+    assert np.allclose([h.score for h in hits], scores[order], atol=1e-5)
