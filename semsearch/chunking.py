@@ -145,8 +145,13 @@ def _token_windows(
         if stop == n:
             return spans
         following = max(stop - step_back, first + 1)
-        while following > first + 1 and not word_start(following):
-            following -= 1
+        back = following
+        while back > first + 1 and not word_start(back):
+            back -= 1
+        ahead = following
+        while ahead < stop and not word_start(ahead):
+            ahead += 1
+        following = back if word_start(back) else ahead
         # Start no later than where this window ended, so characters between tokens are not lost.
         start = min(offsets[following][0], end)
         first = following

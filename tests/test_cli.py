@@ -1,0 +1,155 @@
+"""The command line through click's CliRunner, with the fake model (fast) and absolute tmp paths."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from semsearch import __version__
+from semsearch.cli import cli
+from semsearch.locking import WriteLock
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def run(runner, *args, **kwargs):
+    return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+
+def test_index_search_status_remove_rebuild(runner, tmp_path, docs, fake_model):
+    index = tmp_path / "idx"
+    result = run(runner, "--index", index, "index", docs)
+    assert result.exit_code == 0, result.output
+    assert "4 new" in result.output and "Chunks:" in result.output
+
+    result = run(runner, "--index", index, "search", "knead dough yeast", "-n", "2")
+    assert result.exit_code == 0, result.output
+    assert "bread.md:" in result.output.splitlines()[0] and "Baking bread" in result.output
+
+    result = run(runner, "search", "knead dough yeast", "--index", index, "--json", "--limit", "3")
+    hits = json.loads(result.output)
+    assert len(hits) == 3
+    assert {"rank", "score", "path", "title", "text", "chunk_id", "document_id", "start_line",
+            "end_line", "page"} <= set(hits[0])
+    assert hits[0]["path"].endswith("bread.md") and hits[0]["rank"] == 1
+
+    result = run(runner, "--index", index, "status")
+    assert "Documents:    4" in result.output and "fake-bag-of-words" in result.output
+    status = json.loads(run(runner, "--index", index, "status", "--json").output)
+    assert status["documents"] == 4 and status["chunks"] > 0 and status["size_bytes"] > 0
+
+    result = run(runner, "--index", index, "rebuild")
+    assert result.exit_code == 0 and f"{status['chunks']} vectors" in result.output
+
+    result = run(runner, "--index", index, "remove", docs / "kitchen")
+    assert result.exit_code == 0 and "Removed 2 documents" in result.output
+    result = run(runner, "--index", index, "remove", docs / "kitchen")
+    assert result.exit_code == 1 and "nothing in the index" in result.output
+
+
+def test_index_json_summary(runner, tmp_path, docs, fake_model):
+    result = run(runner, "index", docs, "--index", tmp_path / "idx", "--json")
+    summary = json.loads(result.output)
+    assert summary["new"] == 4 and summary["chunks_embedded"] > 0
+    (docs / "junk.bin").write_bytes(b"\x00\xff" * 10)
+    summary = json.loads(run(runner, "index", docs, "--index", tmp_path / "idx", "--json").output)
+    assert summary["unchanged"] == 4 and summary["chunks_embedded"] == 0
+    assert summary["skipped"] == 1 and summary["skipped_files"][0]["path"].endswith("junk.bin")
+
+
+def test_filters_and_grouping_on_the_cli(runner, tmp_path, docs, fake_model):
+    index = tmp_path / "idx"
+    run(runner, "--index", index, "index", docs)
+    hits = json.loads(run(runner, "--index", index, "search", "bread tomatoes roses onions", "--type", "md", "--json").output)
+    assert hits and all(h["path"].endswith(".md") for h in hits)
+    hits = json.loads(run(runner, "--index", index, "search", "bread tomatoes", "--path", "garden/*", "--json").output)
+    assert hits and all("/garden/" in h["path"] for h in hits)
+    hits = json.loads(run(runner, "--index", index, "search", "bread", "-d", "--json", "-n", "10").output)
+    assert len({h["document_id"] for h in hits}) == len(hits)
+
+
+def test_environment_variable_chooses_the_index(runner, tmp_path, docs, fake_model):
+    index = tmp_path / "from-env"
+    result = run(runner, "index", docs, env={"SEMSEARCH_INDEX": str(index)})
+    assert result.exit_code == 0 and (index / "semsearch.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["search", "anything"], "no semsearch index"),
+        (["status"], "no semsearch index"),
+        (["index", "/definitely/not/here"], "no such file or folder"),
+    ],
+)
+def test_clear_one_line_errors(runner, tmp_path, args, message, fake_model):
+    result = runner.invoke(cli, ["--index", str(tmp_path / "missing"), *args])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_empty_query_and_empty_index(runner, tmp_path, docs, fake_model):
+    index = tmp_path / "idx"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run(runner, "--index", index, "index", empty)
+    result = runner.invoke(cli, ["--index", str(index), "search", "hello"])
+    assert result.exit_code == 1 and "holds no documents" in result.output
+    run(runner, "--index", index, "index", docs)
+    result = runner.invoke(cli, ["--index", str(index), "search", "  "])
+    assert result.exit_code == 1 and "query is empty" in result.output
+
+
+def test_second_writer_is_refused(runner, tmp_path, docs, fake_model):
+    index = tmp_path / "idx"
+    run(runner, "--index", index, "index", docs)
+    lock = WriteLock(index)
+    lock.acquire()
+    try:
+        result = runner.invoke(cli, ["--index", str(index), "index", str(docs)])
+        assert result.exit_code == 1 and "is writing to the index" in result.output
+        assert run(runner, "--index", index, "search", "bread").exit_code == 0
+    finally:
+        lock.release()
+
+
+def test_model_mismatch_is_an_error(runner, tmp_path, docs, fake_model):
+    index = tmp_path / "idx"
+    run(runner, "--index", index, "index", docs)
+    result = runner.invoke(cli, ["--index", str(index), "index", str(docs), "--model", "some/other-model"])
+    assert result.exit_code == 1 and "was built with model" in result.output
+
+
+def test_every_command_has_help(runner):
+    result = run(runner, "--help")
+    commands = [line.split()[0] for line in result.output.split("Commands:")[1].strip().splitlines()]
+    assert {"index", "search", "status", "remove", "rebuild"} <= set(commands)
+    for command in commands:
+        help_text = run(runner, command, "--help").output
+        assert "Usage:" in help_text and len(help_text.splitlines()) > 3, command
+
+
+def test_version_and_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "semsearch", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_help_and_status_do_not_import_the_model(tmp_path):
+    code = (
+        "import sys; from semsearch.cli import cli\n"
+        "try: cli(['--help'])\nexcept SystemExit: pass\n"
+        "try: cli(['--index', sys.argv[1], 'status'])\nexcept SystemExit: pass\n"
+        "assert 'sentence_transformers' not in sys.modules and 'torch' not in sys.modules, 'heavy import'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

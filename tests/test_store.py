@@ -1,0 +1,115 @@
+"""The SQLite store: migrations from empty, model/migration agreement, refusing newer schemas,
+and an installed (wheel) copy of the package migrating a new database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sqlite3
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from semsearch.errors import SchemaTooNewError
+from semsearch.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_migrating_an_empty_database_creates_every_table(tmp_path):
+    store = Store(tmp_path / "s.db")
+    assert store.schema_revision() is not None
+    store.close()
+    with sqlite3.connect(tmp_path / "s.db") as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+    assert {"settings", "documents", "chunks", "chunk_fts", "alembic_version"} <= names
+    assert {"chunks_fts_insert", "chunks_fts_delete", "chunks_fts_update"} <= names
+    assert mode == "wal"
+
+
+def test_reopening_is_idempotent(tmp_path):
+    Store(tmp_path / "s.db").close()
+    store = Store(tmp_path / "s.db")
+    assert store.document_count() == 0
+    store.close()
+
+
+def test_schema_models_match_migrations(tmp_path):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from semsearch.schema import metadata
+
+    Store(tmp_path / "s.db").close()
+    engine = create_engine(f"sqlite:///{tmp_path / 's.db'}")
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection,
+            opts={"include_name": lambda name, kind, parent: not (name or "").startswith("chunk_fts")},
+        )
+        differences = compare_metadata(context, metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def test_newer_schema_is_refused(tmp_path):
+    Store(tmp_path / "s.db").close()
+    with sqlite3.connect(tmp_path / "s.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999_future'")
+    with pytest.raises(SchemaTooNewError, match="newer semsearch"):
+        Store(tmp_path / "s.db")
+
+
+def test_fts_follows_chunk_writes(tmp_path):
+    import numpy as np
+
+    from semsearch.store import NewChunk
+    from semsearch.types import ChunkDraft, SearchFilter
+
+    store = Store(tmp_path / "s.db")
+    draft = ChunkDraft(0, "running foxes jumped", 0, 20, 1, 1, None, "", 3)
+    chunk = NewChunk(draft=draft, context="Foxes", embed_hash="h", vector=np.ones(4, np.float32))
+    with store.writing() as writer:
+        doc_id = writer.write_document(path="/a.txt", source="file", content_hash="x", size=1, mtime_ns=1,
+                                       title="Foxes", format="text", metadata={}, new_chunks=[chunk])
+    hits = store.keyword_search('"run"', 5, SearchFilter(), weights=(1.0, 1.0))  # stemmed match
+    assert [chunk_id for chunk_id, _ in hits] == writer.added
+    with store.writing() as writer:
+        writer.delete_document(doc_id)
+    assert store.keyword_search('"run"', 5, SearchFilter(), weights=(1.0, 1.0)) == []
+    assert store.revision() == 2
+    store.close()
+
+
+@pytest.mark.slow
+def test_installed_wheel_ships_and_runs_the_migrations(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "-w", str(tmp_path / "wheel"), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    wheel = next((tmp_path / "wheel").glob("semsearch-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "semsearch/migrations/env.py" in names
+    assert "semsearch/migrations/script.py.mako" in names
+    assert any(n.startswith("semsearch/migrations/versions/0001") for n in names)
+    # A wheel is a zip of the installed layout: unpack it and use it instead of the source tree.
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    script = (
+        "import sys, semsearch, semsearch.store as s; from pathlib import Path;"
+        f"assert semsearch.__file__.startswith({str(site)!r}), semsearch.__file__;"
+        "st = s.Store(Path(sys.argv[1])); print(st.schema_revision())"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(site)}
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "new.db")],
+        capture_output=True, text=True, env=environment, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0001"
