@@ -253,7 +253,7 @@ def _split_halves(text: str, start: int, end: int) -> list[Span]:
 Splitter = Callable[[str, int, int], list[Span]]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Piece:
     """A span packed into chunks: a whole block, or a part of an oversized one."""
 
@@ -275,7 +275,6 @@ class _Plan:
     receives_overlap: bool = False
     tail_start: int | None = None  # where the overlap copied from the chunk before begins
     tail_block: int = 0
-    tail_tokens: int = 0
     tokens: int | None = None  # the exact count, once known
 
     @property
@@ -471,7 +470,7 @@ class _Chunker:
             if tokens + n > self.overlap:
                 break
             tokens += n
-            plan.tail_start, plan.tail_block, plan.tail_tokens = start, block, tokens
+            plan.tail_start, plan.tail_block = start, block
 
     # -- the limit ---------------------------------------------------------------------------------
 

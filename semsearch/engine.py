@@ -307,10 +307,13 @@ class Engine:
         types: Sequence[str] = (),
         metadata: Mapping[str, Any] | None = None,
         group_by_document: bool = False,
+        vector: np.ndarray | None = None,
     ) -> list[Hit]:
         """The ``limit`` best chunks for ``query`` (or best documents, one chunk each, with
         ``group_by_document``). Filters apply before ranking: ``path`` glob, ``types`` extensions
-        or formats, ``metadata`` equalities."""
+        or formats, ``metadata`` equalities. ``vector`` is the query's embedding if the caller
+        already has it (e.g. embedded many queries in one batch); it must come from this index's
+        model."""
         if not query or not query.strip():
             raise EmptyQueryError("the query is empty; say what you are looking for")
         if mode not in MODES:
@@ -324,7 +327,8 @@ class Engine:
         where = SearchFilter(
             path=path, types=tuple(types), metadata=tuple(sorted((metadata or {}).items()))
         )
-        retriever = Retriever(self._store, self.vectors(), self._embed_query, self._fusion)
+        embed_query = self._embed_query if vector is None else (lambda _query: vector)
+        retriever = Retriever(self._store, self.vectors(), embed_query, self._fusion)
         ranked = self._rank(retriever, query.strip(), limit, mode, where, group_by_document)
         rows = self._store.chunk_rows([chunk_id for chunk_id, _ in ranked])
         hits = []
