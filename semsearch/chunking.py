@@ -6,8 +6,8 @@ token windows. Chunks after the first of a section start with the last sentences
 (``overlap_tokens``), so a passage cut in two can still be found whole.
 
 The token budget is checked with the model's own tokenizer through :class:`TokenCounter`, counting in
-batches: every block in one call, pieces of oversized blocks in one more, overlap tails and the final
-check of each packed chunk in one each.
+batches: every block in one call, the parts of oversized blocks in one more, overlap tails in one, and
+the assembled chunks in a last one unless the counter promises that sums are exact.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Protocol
 
 from semsearch.types import Block, ChunkDraft, ParsedDocument
@@ -24,7 +25,12 @@ Span = tuple[int, int]
 
 
 class TokenCounter(Protocol):
-    """Counts tokens the way the embedding model will see them (without special tokens)."""
+    """Counts tokens the way the embedding model will see them (without special tokens).
+
+    A counter may also have ``additive = True``, promising that texts joined by plain whitespace count
+    as the sum of their parts; :func:`chunk_document` then trusts its sums instead of counting every
+    assembled chunk again.
+    """
 
     def count(self, texts: Sequence[str]) -> list[int]:
         """The number of tokens in each text."""
@@ -64,6 +70,7 @@ class WordTokenCounter:
     """Counts words and punctuation marks as tokens: deterministic and free, for tests and the fake model."""
 
     _TOKEN = re.compile(r"\w+|[^\w\s]")
+    additive = True  # no token spans whitespace
 
     def count(self, texts: Sequence[str]) -> list[int]:
         """The number of words and punctuation marks in each text."""
@@ -94,6 +101,7 @@ class HFTokenCounter:
         copy.no_truncation()
         copy.no_padding()
         self._tokenizer = copy
+        self.additive = _splits_on_whitespace(copy)
 
     def count(self, texts: Sequence[str]) -> list[int]:
         """The number of tokens in each text, counted in one batch."""
@@ -107,6 +115,23 @@ class HFTokenCounter:
         """Spans of at most ``max_tokens`` tokens that start and end between words where possible."""
         encoding = self._tokenizer.encode(text, add_special_tokens=False)
         return _token_windows(text, encoding.offsets, encoding.word_ids, max_tokens, overlap_tokens)
+
+
+# Tokenizers that cut text into words at whitespace first and then tokenize each word on its own,
+# with normalizers that work character by character: joining texts with a space adds no tokens.
+_ADDITIVE_MODELS = frozenset({"WordPiece", "WordLevel"})
+_ADDITIVE_PRE_TOKENIZERS = frozenset({"BertPreTokenizer", "Whitespace", "WhitespaceSplit"})
+_ADDITIVE_NORMALIZERS = frozenset(
+    {"NoneType", "BertNormalizer", "Lowercase", "NFC", "NFD", "NFKC", "NFKD", "StripAccents"}
+)
+
+
+def _splits_on_whitespace(tokenizer: Any) -> bool:
+    return (
+        type(tokenizer.model).__name__ in _ADDITIVE_MODELS
+        and type(tokenizer.pre_tokenizer).__name__ in _ADDITIVE_PRE_TOKENIZERS
+        and type(tokenizer.normalizer).__name__ in _ADDITIVE_NORMALIZERS
+    )
 
 
 def _token_windows(
@@ -273,13 +298,12 @@ class _Plan:
 
     pieces: list[_Piece]
     receives_overlap: bool = False
-    tail_start: int | None = None  # where the overlap copied from the chunk before begins
-    tail_block: int = 0
+    tail: list[_Piece] = field(default_factory=list)  # the overlap repeated from the chunk before
     tokens: int | None = None  # the exact count, once known
 
     @property
     def start(self) -> int:
-        return self.pieces[0].start if self.tail_start is None else self.tail_start
+        return (self.tail or self.pieces)[0].start
 
     @property
     def end(self) -> int:
@@ -429,23 +453,23 @@ class _Chunker:
 
     def _add_tails(self, plans: list[_Plan]) -> None:
         """Start each continuing chunk with the last sentences (or lines) of the chunk before it."""
-        to_count: list[tuple[_Plan, int, list[Span]]] = []  # tails of whole blocks, counted together
+        to_count: list[tuple[_Plan, _Piece, list[Span]]] = []  # tails of whole blocks, counted together
         for before, plan in zip(plans, plans[1:]):
             if not plan.receives_overlap:
                 continue
             last = before.pieces[-1]
             if not last.whole:
                 # The chunk before ends inside a cut block: its parts are counted already.
-                parts = []
+                same_block = []
                 for piece in reversed(before.pieces):
                     if piece.block != last.block:
                         break
-                    parts.append(((piece.start, piece.end), piece.tokens))
-                self._set_tail(plan, last.block, parts)
+                    same_block.append(piece)
+                self._set_tail(plan, same_block)
                 continue
             parts = _splitters(self.doc.blocks[last.block].kind)[0](self.text, last.start, last.end)
             if len(parts) == 1:
-                self._set_tail(plan, last.block, [((last.start, last.end), last.tokens)])
+                self._set_tail(plan, [last])
                 continue
             # Count only the parts that could fit, judged by the block's tokens per character.
             per_char = last.tokens / (last.end - last.start)
@@ -456,30 +480,40 @@ class _Chunker:
                 estimate += (end - start) * per_char
                 if estimate > 1.5 * self.overlap:
                     break
-            to_count.append((plan, last.block, candidates))
+            to_count.append((plan, last, candidates))
         if not to_count:
             return
         counts = iter(self.counter.count([self.text[s:e] for _, _, spans in to_count for s, e in spans]))
-        for plan, block, candidates in to_count:
-            self._set_tail(plan, block, [(span, next(counts)) for span in candidates])
+        for plan, last, candidates in to_count:
+            parts = [_Piece(s, e, next(counts), last.block, False, last.heading) for s, e in candidates]
+            self._set_tail(plan, parts)
 
-    def _set_tail(self, plan: _Plan, block: int, parts_from_end: list[tuple[Span, int]]) -> None:
+    def _set_tail(self, plan: _Plan, parts_from_end: list[_Piece]) -> None:
         """Give ``plan`` the longest run of trailing parts that fits in the overlap."""
         tokens = 0
-        for (start, _), n in parts_from_end:
-            if tokens + n > self.overlap:
+        taken = 0
+        for part in parts_from_end:
+            if tokens + part.tokens > self.overlap:
                 break
-            tokens += n
-            plan.tail_start, plan.tail_block = start, block
+            tokens += part.tokens
+            taken += 1
+        plan.tail = parts_from_end[:taken][::-1]
 
     # -- the limit ---------------------------------------------------------------------------------
 
     def _enforce_limit(self, plans: list[_Plan]) -> list[_Plan]:
-        """Count every assembled chunk, and cut again any whose whole counts more than its parts."""
+        """Count every assembled chunk, and cut again any whose whole counts more than its parts.
+
+        A chunk of one part was counted exactly already; so was one whose parts are joined by plain
+        whitespace, when the counter says such joins add no tokens (``additive``).
+        """
+        additive = bool(getattr(self.counter, "additive", False))
         while True:
             for plan in plans:
-                if plan.tokens is None and len(plan.pieces) == 1 and plan.tail_start is None:
-                    plan.tokens = plan.pieces[0].tokens  # its text is exactly the counted piece
+                if plan.tokens is None:
+                    parts = plan.tail + plan.pieces
+                    if len(parts) == 1 or (additive and self._joined_by_whitespace(parts)):
+                        plan.tokens = sum(part.tokens for part in parts)
             unknown = [plan for plan in plans if plan.tokens is None]
             if not unknown:
                 return plans
@@ -490,11 +524,17 @@ class _Chunker:
                 return plans
             plans = [part for plan in plans for part in self._recut(plan)]
 
+    def _joined_by_whitespace(self, parts: list[_Piece]) -> bool:
+        return all(
+            before.end < after.start and not self.text[before.end : after.start].strip(" \t\r\n")
+            for before, after in pairwise(parts)
+        )
+
     def _recut(self, plan: _Plan) -> list[_Plan]:
         assert plan.tokens is not None
         if plan.tokens <= self.max_tokens:
             return [plan]
-        if plan.tail_start is not None:
+        if plan.tail:
             return [_Plan(plan.pieces)]
         if len(plan.pieces) > 1:
             middle = len(plan.pieces) // 2
@@ -504,8 +544,8 @@ class _Chunker:
     # -- output ------------------------------------------------------------------------------------
 
     def _draft(self, ordinal: int, plan: _Plan) -> ChunkDraft:
-        first, last = plan.pieces[0], plan.pieces[-1]
-        start_block = first.block if plan.tail_start is None else plan.tail_block
+        last = plan.pieces[-1]
+        start_block = (plan.tail or plan.pieces)[0].block
         content = next((p for p in plan.pieces if not p.is_heading), last)
         assert plan.tokens is not None
         return ChunkDraft(

@@ -58,7 +58,7 @@ def walk(
     """Yield every file to index under ``roots``, in sorted order and each file once.
 
     A root that is a folder is walked recursively; a root that is a file is yielded as it is, even if it
-    is hidden or gitignored, because the user named it. ``include`` and ``exclude`` are gitignore-style
+    is hidden, gitignored or outside ``include``/``exclude``, because the user named it. ``include`` and ``exclude`` are gitignore-style
     patterns matched against the path relative to the root a file was found under (``*.md`` matches at
     any depth, ``docs/**`` only at the top); when ``include`` is given only matching files are kept.
     ``skip`` lists paths (such as the index folder) left out together with everything below them.

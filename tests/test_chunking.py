@@ -208,6 +208,42 @@ def test_zero_overlap_gives_disjoint_chunks():
         assert after.start >= before.end
 
 
+class CheckedWords(WordTokenCounter):
+    """Word counts without the promise that sums are exact, so every assembled chunk is recounted."""
+
+    additive = False
+
+    def __init__(self):
+        self.calls = 0
+
+    def count(self, texts):
+        self.calls += 1
+        return super().count(texts)
+
+
+class CostlyJoins(CheckedWords):
+    """A counter where a blank line costs tokens of its own, so whole chunks count more than their parts."""
+
+    def count(self, texts):
+        return [n + 3 * text.count("\n\n") for n, text in zip(super().count(texts), texts)]
+
+
+def test_recounting_changes_nothing_when_sums_are_exact():
+    doc = markdown("\n\n".join(sentences(n % 7 + 1, seed=n) for n in range(40)) + "\n")
+    trusted = chunk_document(doc, WORDS, max_tokens=50, overlap_tokens=8)
+    checked = CheckedWords()
+    assert chunk_document(doc, checked, max_tokens=50, overlap_tokens=8) == trusted
+    assert checked.calls <= 4
+
+
+def test_chunks_that_count_more_than_their_parts_are_cut_again():
+    doc = markdown("\n\n".join(sentences(n % 5 + 1, seed=n, words=(3, 5)) for n in range(60)) + "\n")
+    counter = CostlyJoins()
+    chunks = chunk_document(doc, counter, max_tokens=40, overlap_tokens=6)
+    assert_sound(doc, chunks, counter, 40)
+    assert max(c.tokens for c in chunks) > 30, "chunks should still be well filled"
+
+
 def test_sentence_longer_than_the_budget_is_cut_into_windows():
     run_on = " ".join(f"word{i}" for i in range(500))
     doc = markdown(f"# Run on\n\n{run_on}\n")
