@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import random
 from pathlib import Path
 
@@ -537,6 +538,15 @@ def test_pdf_without_text_layer(tmp_path):
         write_load(tmp_path, "scan.pdf", make_pdf([[], []]))
 
 
+def test_damaged_pdf_does_not_log(tmp_path, caplog):
+    # Same-length corruption keeps the xref valid; pypdf then logs about the unknown font encoding.
+    data = make_pdf([["Readable text"]]).replace(b"WinAnsiEncoding", b"WinAnsiEnNoding")
+    with caplog.at_level(logging.DEBUG):
+        doc = write_load(tmp_path, "odd.pdf", data)
+    assert "Readable text" in doc.text
+    assert not [record for record in caplog.records if record.name.startswith("pypdf")]
+
+
 def test_encrypted_pdf(tmp_path):
     from pypdf import PdfReader, PdfWriter
 
@@ -607,6 +617,20 @@ def test_docx_title_order(tmp_path):
     path = tmp_path / "b.docx"
     make_docx(path, with_title_style=False)
     assert load(path, path.read_bytes()).title == "Vacation Policy"
+
+
+def test_docx_merged_cell_appears_once(tmp_path):
+    import docx
+
+    document = docx.Document()
+    table = document.add_table(rows=1, cols=3)
+    merged = table.cell(0, 0).merge(table.cell(0, 1))
+    merged.text = "Spans two columns"
+    table.cell(0, 2).text = "Alone"
+    path = tmp_path / "merged.docx"
+    document.save(path)
+    doc = load(path, path.read_bytes())
+    assert block_texts(doc) == ["Spans two columns", "Alone"]
 
 
 def test_docx_without_text(tmp_path):

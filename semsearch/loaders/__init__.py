@@ -48,7 +48,7 @@ _CODE_NAMES = frozenset("""
 MAKEFILE GNUMAKEFILE DOCKERFILE CONTAINERFILE VAGRANTFILE JENKINSFILE GEMFILE RAKEFILE PROCFILE
 JUSTFILE PIPFILE BREWFILE CODEOWNERS
 """.split())
-_KNOWN_NAMES = _TEXT_NAMES | _CODE_NAMES
+_KNOWN_NAMES = {name: "text" for name in _TEXT_NAMES} | {name: "code" for name in _CODE_NAMES}
 _DOTFILES = frozenset({
     ".gitignore", ".gitattributes", ".dockerignore", ".editorconfig", ".bashrc", ".bash_profile",
     ".zshrc", ".profile", ".vimrc",
@@ -153,22 +153,17 @@ def _parse_decoded(text: str, fmt: str, fallback_title: str, encoding: str | Non
 
 
 def _format_of(path: Path) -> str | None:
-    name = path.name
     if _generated(path):
         return None
-    fmt = _BY_SUFFIX.get(path.suffix.lower())
+    suffix = path.suffix.lower()
+    fmt = _BY_SUFFIX.get(suffix)
     if fmt is not None:
         return fmt
-    if name.lower() in _DOTFILES:
+    if path.name.lower() in _DOTFILES:
         return "code"
-    if path.suffix and path.stem.upper() not in _KNOWN_NAMES:
-        return None
-    base = _NAME_PREFIX.split(name, 1)[0].upper() if not path.suffix else path.stem.upper()
-    if base in _TEXT_NAMES:
-        return "text"
-    if base in _CODE_NAMES:
-        return "code"
-    return None
+    # A well-known name, perhaps with a variant: "README", "LICENSE-MIT", "COPYING.LIB", "Dockerfile.dev".
+    base = path.stem if suffix else _NAME_PREFIX.split(path.name, 1)[0]
+    return _KNOWN_NAMES.get(base.upper())
 
 
 def _generated(path: Path) -> str:

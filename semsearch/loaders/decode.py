@@ -24,8 +24,9 @@ _BOMS = (
 def decode(data: bytes) -> tuple[str, str]:
     """Return ``(text, encoding)`` for a text file's bytes, with newlines normalised to ``\\n``.
 
-    UTF-8 (BOM stripped) is tried first, then UTF-16/32 when a BOM says so, then charset-normalizer's
-    best guess. Raises :class:`LoaderError` with ``"empty file"``, ``"binary file"`` or
+    A UTF-16/32 byte order mark decides first; otherwise NUL bytes mean a binary file, then UTF-8 is
+    tried (its BOM stripped), then charset-normalizer's best guess. Text that is mostly control
+    characters is binary too. Raises :class:`LoaderError` with ``"empty file"``, ``"binary file"`` or
     ``"undecodable text"``.
     """
     if not data.strip():

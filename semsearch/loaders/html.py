@@ -43,7 +43,7 @@ class _Run:
     def add(self, text: str, line: int) -> None:
         self.segments[-1].append(text)
         stripped = text.rstrip()
-        if stripped and not stripped.isspace():
+        if stripped:
             if not self.first_line:
                 self.first_line = line + text[: len(text) - len(text.lstrip())].count("\n")
             self.last_line = line + stripped.count("\n")

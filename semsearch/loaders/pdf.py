@@ -1,9 +1,10 @@
 """PDF: the text layer of each page, via pypdf.
 
 :attr:`ParsedDocument.text` is the pages' texts joined by blank lines. Blocks are paragraphs within a
-page (split on blank lines; pypdf rarely emits those, so a page without any is cut where a short line
-ends a sentence, or every ~15 lines). ``page`` is 1-based and ``start_line``/``end_line`` count lines
-within that page.
+page: split on blank lines, or, since pypdf rarely emits those, cut after a short line that ends a
+sentence, before a short heading-like line, and at least every 15 lines. ``page`` is 1-based and
+``start_line``/``end_line`` count lines within that page. Typographic ligatures (``ﬁ``) are spelled
+out so that words match.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import statistics
 from semsearch.errors import LoaderError
 from semsearch.types import Block, ParsedDocument
 
-# pypdf reports every oddity of a damaged file through this logger; a bad PDF is one skip reason in
-# the summary, not a screenful of warnings.
-logging.getLogger("pypdf").setLevel(logging.ERROR)
+# pypdf reports every oddity of a damaged file through this logger, recoverable ones included at ERROR
+# level ("Advanced encoding ... not implemented yet"); a bad PDF is one skip reason in the summary, not
+# a screenful of log lines.
+logging.getLogger("pypdf").setLevel(logging.CRITICAL)
 
 _GROUP_LINES = 15
-_MIN_GROUP_LINES = 4
+_MIN_GROUP_LINES = 3
+_PARAGRAPH_END_SHARE = 0.85
+_HEADING_SHARE = 0.6
 _SENTENCE_END = (".", "!", "?", ":", '."', ".)")
 _FILENAME_TITLE = re.compile(
     r"^(microsoft (word|powerpoint|excel) - .*|.*\.(dvi|tex|docx?|pdf|ps|eps|odt|rtf|txt|indd|qxd))$",
@@ -134,29 +138,39 @@ def _page_blocks(text: str, offset: int, page: int) -> list[Block]:
 
 
 def _cut(lines: list[str], first: int, last: int) -> list[tuple[int, int]]:
-    """Split lines ``first..last`` into paragraph-sized groups."""
-    if last - first + 1 <= _GROUP_LINES:
+    """Split lines ``first..last`` into paragraph-sized groups.
+
+    A group ends after a line that finishes a sentence well short of the usual line width (the last
+    line of a paragraph), before a short unpunctuated line that follows a finished sentence (a
+    heading), or after _GROUP_LINES lines.
+    """
+    if last - first + 1 <= _MIN_GROUP_LINES:
         return [(first, last)]
-    lengths = [len(lines[i].strip()) for i in range(first, last + 1)]
-    typical = statistics.median(lengths) if lengths else 0
+    stripped = [lines[i].strip() for i in range(first, last + 1)]
+    typical = statistics.median(len(line) for line in stripped)
     groups = []
     start = first
-    for i in range(first, last + 1):
-        size = i - start + 1
-        stripped = lines[i].strip()
-        ends_paragraph = (
-            size >= _MIN_GROUP_LINES and len(stripped) < 0.7 * typical and stripped.endswith(_SENTENCE_END)
-        )
-        if i > start and len(stripped) < _MAX_HEADING_CHARS and _SECTION_HEADING.match(stripped):
-            groups.append((start, i - 1))  # a numbered section heading starts a new group
+    previous_ends_sentence = True
+    for i, line in zip(range(first, last + 1), stripped):
+        ends_sentence = line.endswith(_SENTENCE_END)
+        if i > start and previous_ends_sentence and _is_heading(line, typical):
+            groups.append((start, i - 1))
             start = i
-            continue
-        if size >= _GROUP_LINES or ends_paragraph:
+        elif i - start + 1 >= _GROUP_LINES or (
+            i > start and ends_sentence and len(line) < _PARAGRAPH_END_SHARE * typical
+        ):
             groups.append((start, i))
             start = i + 1
+        previous_ends_sentence = ends_sentence
     if start <= last:
         groups.append((start, last))
     return groups
+
+
+def _is_heading(line: str, typical: float) -> bool:
+    if not line or len(line) > _MAX_HEADING_CHARS or line.endswith(_SENTENCE_END + (",", ";")):
+        return False
+    return bool(_SECTION_HEADING.match(line)) or (line[0].isupper() and len(line) < _HEADING_SHARE * typical)
 
 
 def _metadata_title(reader) -> str:
