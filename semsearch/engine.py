@@ -15,13 +15,19 @@ import numpy as np
 
 from semsearch import loaders
 from semsearch.embedder import Embedder, SentenceTransformerEmbedder, canonical_model_name
-from semsearch.errors import EmptyIndexError, EmptyQueryError, IndexNotFoundError, ModelMismatchError
+from semsearch.errors import (
+    EmptyIndexError,
+    EmptyQueryError,
+    IndexNotFoundError,
+    LoaderError,
+    ModelMismatchError,
+)
 from semsearch.ingest import Indexer, PendingDocument, ProgressCallback
 from semsearch.location import default_index_dir
 from semsearch.locking import WriteLock
 from semsearch.retrieval import FusionSettings, Ranked, Retriever
 from semsearch.store import DATABASE_NAME, Store
-from semsearch.types import Hit, IndexStatus, IndexSummary, Mode, MODES, SearchFilter
+from semsearch.types import MODES, Hit, IndexStatus, IndexSummary, Mode, SearchFilter, Skipped
 from semsearch.vector_index import VECTORS_NAME, VectorFileError, VectorIndex
 
 DEFAULT_OVERLAP_TOKENS = 32
@@ -246,18 +252,24 @@ class Engine:
         if metadata is not None and not isinstance(metadata, Mapping) and len(metadata) != len(texts):
             raise ValueError("metadata must be one mapping, or one per text")
 
-        def documents() -> Iterable[PendingDocument]:
+        def documents() -> Iterable[PendingDocument | Skipped]:
             for position, body in enumerate(texts):
                 title = titles[position] if titles is not None else ""
                 digest = hashlib.sha256(f"{title}\0{body}".encode()).hexdigest()
                 extra = metadata if isinstance(metadata, Mapping) or metadata is None else metadata[position]
+                key = str(ids[position]) if ids is not None else f"text:{digest[:16]}"
+                try:
+                    parsed = loaders.parse_text(body, title=title)
+                except LoaderError as error:
+                    yield Skipped(key, str(error))
+                    continue
                 yield PendingDocument(
-                    path=str(ids[position]) if ids is not None else f"text:{digest[:16]}",
+                    path=key,
                     source="text",
                     content_hash=digest,
                     size=len(body.encode()),
                     mtime_ns=0,
-                    parsed=loaders.parse_text(body, title=title),
+                    parsed=parsed,
                     metadata=dict(extra or {}),
                 )
 

@@ -208,7 +208,7 @@ class Indexer:
 
     # -- texts --------------------------------------------------------------------------------
 
-    def index_texts(self, documents: Iterable[PendingDocument]) -> IndexSummary:
+    def index_texts(self, documents: Iterable[PendingDocument | Skipped]) -> IndexSummary:
         """Write documents that did not come from files (their ``path`` is the caller's id)."""
         started = time.perf_counter()
         tally = _Tally()
@@ -216,6 +216,9 @@ class Indexer:
 
         def changed() -> Iterator[PendingDocument]:
             for document in documents:
+                if isinstance(document, Skipped):
+                    tally.skipped.append(document)
+                    continue
                 stored = known.get(document.path)
                 if stored is not None and stored.content_hash == document.content_hash:
                     tally.unchanged += 1

@@ -333,3 +333,10 @@ def test_search_oracle_matches_brute_force(tmp_path, fake_embedder):
     scores = np.stack(vectors) @ query
     order = np.argsort(-scores, kind="stable")[:7]
     assert np.allclose([h.score for h in hits], scores[order], atol=1e-5)
+
+
+def test_add_texts_skips_blank_texts(tmp_path, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        summary = engine.add_texts(["Real text about owls.", "   "], ids=["owls", "blank"])
+    assert summary.new == 1
+    assert [(s.path, s.reason) for s in summary.skipped] == [("blank", "empty text")]
