@@ -28,6 +28,7 @@ from semsearch.vector_index import VectorIndex
 from semsearch.walker import FileEntry, walk
 
 WAVE_CHUNKS = 512  # chunks pooled before embedding: enough to sort well, small enough to lose little
+EMBED_BATCH = 32  # texts per model call; 16-32 is fastest on CPU (FACTS.md), and the bar moves per call
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_CONTEXT_CHARS = 200
 
@@ -250,12 +251,10 @@ class Indexer:
             wave.append((document, prepared))
             wave_chunks += len(prepared)
             if wave_chunks >= WAVE_CHUNKS:
-                done += self._flush(wave, tally)
-                if progress:
-                    progress(done, progress_total)
+                done += self._flush(wave, tally, _wave_progress(progress, done, len(wave), progress_total))
                 wave, wave_chunks = [], 0
         if wave:
-            done += self._flush(wave, tally)
+            done += self._flush(wave, tally, _wave_progress(progress, done, len(wave), progress_total))
         if progress:
             progress(progress_total, progress_total)
 
@@ -274,8 +273,16 @@ class Indexer:
             prepared.append(_Prepared(draft=draft, context=context, text=embed_text, key=embed_hash(embed_text)))
         return prepared
 
-    def _flush(self, wave: list[tuple[PendingDocument, list[_Prepared]]], tally: _Tally) -> int:
-        """Embed what is new in this wave, then write its documents in one transaction."""
+    def _flush(
+        self,
+        wave: list[tuple[PendingDocument, list[_Prepared]]],
+        tally: _Tally,
+        progress: Callable[[float], None] | None = None,
+    ) -> int:
+        """Embed what is new in this wave, then write its documents in one transaction.
+
+        ``progress`` is told the fraction of the wave's embedding done after every batch.
+        """
         everything = [item for _, prepared in wave for item in prepared]
         vectors: dict[str, np.ndarray] = {
             key: np.frombuffer(blob, dtype="<f4").astype(np.float32)
@@ -287,9 +294,12 @@ class Indexer:
                 todo.setdefault(item.key, item)
         if todo:
             pending = sorted(todo.values(), key=lambda item: item.draft.tokens)
-            embedded = self.embedder.embed([item.text for item in pending])
-            for item, vector in zip(pending, embedded):
-                vectors[item.key] = vector
+            for offset in range(0, len(pending), EMBED_BATCH):
+                batch = pending[offset : offset + EMBED_BATCH]
+                for item, vector in zip(batch, self.embedder.embed([item.text for item in batch])):
+                    vectors[item.key] = vector
+                if progress:
+                    progress((offset + len(batch)) / len(pending))
             tally.chunks_embedded += len(pending)
         tally.chunks_reused += len(everything) - len(todo)
         with self._store.writing() as writer:
@@ -330,6 +340,15 @@ class _Prepared:
     context: str
     text: str
     key: str
+
+
+def _wave_progress(
+    progress: ProgressCallback | None, done: int, wave_files: int, total: int
+) -> Callable[[float], None] | None:
+    """Spread a wave's files over its embedding, so the bar moves while the model works."""
+    if progress is None or total <= 0:
+        return None
+    return lambda fraction: progress(done + int(wave_files * fraction * 0.99), total)
 
 
 def _under(path: str, roots: Sequence[Path]) -> bool:
