@@ -26,7 +26,8 @@ demo: install
 	$(BIN)/semsearch --index $(DEMO_INDEX) search "how do I fix a flat tyre" --limit 3
 	$(BIN)/semsearch --index $(DEMO_INDEX) search "how many vacation days do employees get" --limit 3
 	$(BIN)/semsearch --index $(DEMO_INDEX) search "why is the sky blue" --limit 3 --group-by-document
-	$(BIN)/semsearch --index $(DEMO_INDEX) search "compound interest" --limit 3 --type pdf
+	$(BIN)/semsearch --index $(DEMO_INDEX) search "which planet is the hottest" --limit 2 --type pdf
+	$(BIN)/semsearch --index $(DEMO_INDEX) search "can I work from home" --limit 1 --json
 
 test: install
 	$(BIN)/python -m pytest -q
