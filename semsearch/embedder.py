@@ -92,6 +92,11 @@ class SentenceTransformerEmbedder:
 
         self.counter = HFTokenCounter(self._model.tokenizer)
 
+    @property
+    def model(self):
+        """The loaded ``SentenceTransformer`` (the engine exports it to ONNX for fast queries)."""
+        return self._model
+
     def embed(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Embed in batches of ``batch_size``, in the order given (callers sort by length)."""
         if not texts:

@@ -21,10 +21,13 @@ from semsearch.errors import (
     IndexNotFoundError,
     LoaderError,
     ModelMismatchError,
+    SemsearchError,
 )
 from semsearch.ingest import Indexer, PendingDocument, ProgressCallback
 from semsearch.location import default_index_dir
 from semsearch.locking import WriteLock
+from semsearch.onnx_embedder import OnnxQueryEmbedder
+from semsearch.onnx_export import export_query_model, query_model_dir
 from semsearch.retrieval import FusionSettings, Ranked, Retriever
 from semsearch.store import DATABASE_NAME, Store
 from semsearch.types import MODES, Hit, IndexStatus, IndexSummary, Mode, SearchFilter, Skipped
@@ -51,6 +54,7 @@ class Engine:
         self._store = store
         self._lock = WriteLock(directory)
         self._embedder = embedder
+        self._query_embedder: Embedder | None = None  # the ONNX export, when searching without the model
         self._vectors: VectorIndex | None = None
         self._fusion = fusion or FusionSettings()
         recorded = store.settings()
@@ -227,11 +231,13 @@ class Engine:
             self._record_settings()
             indexer = self._indexer()
             try:
-                return indexer.index_paths(
+                summary = indexer.index_paths(
                     [Path(p) for p in paths], include=include, exclude=exclude, prune=prune, progress=progress
                 )
             finally:
                 self._save_vectors()
+        self._export_query_model()
+        return summary
 
     def add_texts(
         self,
@@ -276,9 +282,11 @@ class Engine:
         with self._lock:
             self._record_settings()
             try:
-                return self._indexer().index_texts(documents())
+                summary = self._indexer().index_texts(documents())
             finally:
                 self._save_vectors()
+        self._export_query_model()
+        return summary
 
     def remove(self, *paths: str | Path) -> int:
         """Forget documents: files at or under these paths, or texts with these ids. Returns how many."""
@@ -380,7 +388,40 @@ class Engine:
             depth *= 4
 
     def _embed_query(self, query: str) -> np.ndarray:
-        return self.embedder.embed([query])
+        return self._query_model().embed([query])
+
+    def _query_model(self) -> Embedder:
+        """The ONNX export of the index's model when there is one (same vectors, no torch import);
+        else the model itself. A loaded or injected embedder always wins."""
+        if self._embedder is None and self._query_embedder is None:
+            directory = query_model_dir(self.model)
+            if OnnxQueryEmbedder.available(directory):
+                try:
+                    onnx = OnnxQueryEmbedder(directory)
+                except SemsearchError:
+                    onnx = None
+                if onnx is not None and onnx.dimension == self.dimension:
+                    self._query_embedder = onnx
+        if self._embedder is None and self._query_embedder is not None:
+            return self._query_embedder
+        return self.embedder
+
+    def _export_query_model(self) -> None:
+        """Save an ONNX copy of the model for later searches, while it is loaded anyway.
+
+        Best effort: a model that cannot be exported (or checked) is simply searched with
+        sentence-transformers, so nothing is reported.
+        """
+        model = getattr(self._embedder, "model", None)  # set only on a loaded sentence-transformers model
+        if model is None:
+            return
+        target = query_model_dir(self.model)
+        if OnnxQueryEmbedder.available(target):
+            return
+        try:
+            export_query_model(model, target, name=self.model)
+        except (Exception, KeyboardInterrupt):  # noqa: BLE001 - an optimisation must not fail indexing
+            pass  # the next indexing run tries again; searches use sentence-transformers meanwhile
 
     # -- describing ---------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from semsearch.types import IndexSummary, ParsedDocument, Skipped
 from semsearch.vector_index import VectorIndex
 from semsearch.walker import FileEntry, walk
 
-WAVE_CHUNKS = 512  # chunks pooled before embedding: enough to sort well, small enough to lose little
+WAVE_CHUNKS = 256  # chunks pooled before embedding: enough to sort well; a Ctrl-C loses at most one wave
 EMBED_BATCH = 32  # texts per model call; 16-32 is fastest on CPU (FACTS.md), and the bar moves per call
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_CONTEXT_CHARS = 200

@@ -95,3 +95,15 @@ def docs(tmp_path: Path) -> Path:
         "Onion soup\n==========\n\nCaramelise the onions slowly in butter for forty minutes.\n"
     )
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Keep the ONNX query-model exports of real-model tests out of the user's cache."""
+    previous = os.environ.get("SEMSEARCH_CACHE")
+    os.environ["SEMSEARCH_CACHE"] = str(tmp_path_factory.mktemp("semsearch-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("SEMSEARCH_CACHE", None)
+    else:
+        os.environ["SEMSEARCH_CACHE"] = previous

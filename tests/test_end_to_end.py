@@ -84,3 +84,20 @@ def test_library_api_with_the_real_model(tmp_path):
         assert hits[0].path == "bio" and 0 < hits[0].score <= 1
         assert engine.status().model == "sentence-transformers/all-MiniLM-L6-v2"
         assert engine.status().dimension == 384
+
+
+def test_cli_search_uses_the_onnx_export_without_importing_torch(corpus_index):
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from semsearch.cli import cli\n"
+        "try: cli(['--index', sys.argv[1], 'search', 'how do I fix a flat tyre', '-n', '1', '--json'])\n"
+        "except SystemExit as exit: assert not exit.code, exit.code\n"
+        "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(corpus_index)], capture_output=True, text=True,
+                            env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["path"].endswith("bicycle-flat-tyre.md")

