@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from semsearch.chunking import TokenCounter
+from semsearch.tokens import TokenCounter
 from semsearch.errors import ModelLoadError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -88,7 +88,7 @@ class SentenceTransformerEmbedder:
         dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         self.dimension = int(dimension())
         self.max_tokens = int(self._model.max_seq_length) - 2  # [CLS] and [SEP]
-        from semsearch.chunking import HFTokenCounter
+        from semsearch.tokens import HFTokenCounter
 
         self.counter = HFTokenCounter(self._model.tokenizer)
 

@@ -116,9 +116,9 @@ class OnnxQueryEmbedder:
 
     @property
     def counter(self):
-        """Token counts with the model's tokenizer (:class:`semsearch.chunking.HFTokenCounter`)."""
+        """Token counts with the model's tokenizer (:class:`semsearch.tokens.HFTokenCounter`)."""
         if self._counter is None:
-            from semsearch.chunking import HFTokenCounter
+            from semsearch.tokens import HFTokenCounter
 
             self._counter = HFTokenCounter(self._tokenizer)
         return self._counter

@@ -14,7 +14,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from semsearch.chunking import WordTokenCounter  # noqa: E402
+from semsearch.tokens import WordTokenCounter  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SEMSEARCH_DATA", REPO.parent / "shared" / "data"))

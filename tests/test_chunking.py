@@ -10,13 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from semsearch.chunking import (
-    HFTokenCounter,
-    WordTokenCounter,
-    chunk_document,
-    split_lines,
-    split_sentences,
-)
+from semsearch.chunking import chunk_document, split_lines, split_sentences
+from semsearch.tokens import HFTokenCounter, WordTokenCounter
 from semsearch.types import Block, ChunkDraft, ParsedDocument
 
 WORDS = WordTokenCounter()
