@@ -27,8 +27,10 @@ from semsearch.types import MODES, IndexSummary, Mode
 
 if TYPE_CHECKING:
     from semsearch.engine import Engine
+    from semsearch.retrieval import Reranker
 
 DEPTH = 100  # documents retrieved per query: what Recall@100 and MAP are computed over
+RERANK_DEPTH = 50  # documents a reranker reorders per query
 POOLING = "max"  # a document scores by its best chunk
 POOLING_NOTE = "documents longer than one chunk score by their best chunk (max-pooling)"
 _MEASURES = ("ndcg_cut_10", "recall_100", "map")
@@ -98,6 +100,7 @@ class Evaluation:
     results: tuple[ModeResult, ...]
     indexing: IndexSummary = field(default_factory=IndexSummary)
     pooling: str = POOLING
+    reranked: bool = False  # whether a reranker reordered each mode's top RERANK_DEPTH
 
     def result(self, mode: Mode) -> ModeResult:
         """The result for ``mode`` (raises ``KeyError`` if it was not evaluated)."""
@@ -117,6 +120,7 @@ class Evaluation:
             "pooling": self.pooling,
             "note": POOLING_NOTE,
             "depth": DEPTH,
+            "reranked": self.reranked,
             "modes": {
                 result.mode: {
                     "overall": result.overall.to_dict(),
@@ -243,7 +247,8 @@ def index_dataset(engine: Engine, dataset: Dataset) -> IndexSummary:
     """Add the corpus to ``engine`` under its ids; documents already there unchanged cost nothing.
 
     Raises :class:`DatasetError` if the index holds other documents too, since they would be
-    ranked alongside the corpus and skew every figure.
+    ranked alongside the corpus and skew every figure (checked before writing when the count
+    alone shows it). Ctrl-C keeps what was indexed and re-raises ``KeyboardInterrupt``.
     """
     ids, titles, texts = [], [], []
     for document in dataset.corpus:
@@ -253,14 +258,27 @@ def index_dataset(engine: Engine, dataset: Dataset) -> IndexSummary:
         ids.append(document.id)
         titles.append(fields[0])
         texts.append(fields[1])
-    summary = engine.add_texts(texts, ids=ids, titles=titles)
-    held = engine.status().documents
-    if held != len(ids):
-        raise DatasetError(
+
+    def refuse(held: int) -> DatasetError:
+        return DatasetError(
             f"the index at {engine.directory} holds {held} documents, but {dataset.name} has "
             f"{len(ids)}; evaluate in an empty index folder (or leave --index out)"
         )
+
+    if engine.status().documents > len(ids):
+        raise refuse(engine.status().documents)
+    summary = engine.add_texts(texts, ids=ids, titles=titles)
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    held = engine.status().documents
+    if held != len(ids):
+        raise refuse(held)
     return summary
+
+
+def indexable_count(dataset: Dataset) -> int:
+    """How many of the corpus's documents get indexed (those with any words)."""
+    return sum(1 for document in dataset.corpus if indexable(document) is not None)
 
 
 # -- running and scoring ------------------------------------------------------------------------
@@ -268,16 +286,22 @@ def index_dataset(engine: Engine, dataset: Dataset) -> IndexSummary:
 Run = dict[str, list[str]]  # query id -> document ids, best first
 
 
-def run_queries(engine: Engine, dataset: Dataset, mode: Mode, *, depth: int = DEPTH) -> tuple[Run, float]:
+def run_queries(
+    engine: Engine, dataset: Dataset, mode: Mode, *, depth: int = DEPTH, reranker: Reranker | None = None
+) -> tuple[Run, float]:
     """Rank the corpus for every judged query; returns the run and queries per second.
 
-    Query vectors are embedded in one batch first (not timed per query twice); the time reported
-    covers embedding and searching.
+    Query vectors are embedded in one batch first; the time reported covers embedding,
+    searching and reranking (the first :data:`RERANK_DEPTH` documents, by their best chunk).
     """
+    from semsearch.retrieval import rerank
+
     ids = list(dataset.queries)
     texts = [dataset.queries[qid].strip() for qid in ids]
+    # Load the model before the clock starts: its start-up is not query time.
+    embedder = engine.embedder if mode != "keyword" else None
     started = time.perf_counter()
-    vectors = engine.embedder.embed(texts) if mode != "keyword" else None
+    vectors = embedder.embed(texts) if embedder is not None else None
     run: Run = {}
     for position, (qid, text) in enumerate(zip(ids, texts)):
         hits = engine.search(
@@ -287,6 +311,15 @@ def run_queries(engine: Engine, dataset: Dataset, mode: Mode, *, depth: int = DE
             group_by_document=True,
             vector=None if vectors is None else vectors[position : position + 1],
         )
+        if reranker is not None:
+            ranked = rerank(
+                reranker,
+                text,
+                [(position, hit.score) for position, hit in enumerate(hits)],
+                {position: f"{hit.title}\n{hit.text}" for position, hit in enumerate(hits)},
+                depth=RERANK_DEPTH,
+            )
+            hits = [hits[position] for position, _ in ranked]
         run[qid] = [hit.path for hit in hits]
     elapsed = time.perf_counter() - started
     return run, len(ids) / elapsed if elapsed > 0 else float("inf")
@@ -344,12 +377,13 @@ def evaluate(
     modes: Sequence[Mode] = MODES,
     engine: Engine | None = None,
     on_indexed: Callable[[IndexSummary], None] | None = None,
+    reranker: Reranker | None = None,
 ) -> Evaluation:
     """Index ``dataset`` (if needed) and score every mode on its judged queries.
 
     ``index`` is the index folder (default: :func:`default_index_dir`); ``engine`` uses an
     already open engine instead (tests pass one with a fake model). ``on_indexed`` is told what
-    indexing did before the queries run.
+    indexing did before the queries run. ``reranker`` reorders each mode's top documents.
     """
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
@@ -360,13 +394,13 @@ def evaluate(
         import semsearch
 
         with semsearch.open(index if index is not None else default_index_dir(dataset.path)) as opened:
-            return evaluate(dataset, modes=modes, engine=opened, on_indexed=on_indexed)
+            return evaluate(dataset, modes=modes, engine=opened, on_indexed=on_indexed, reranker=reranker)
     summary = index_dataset(engine, dataset)
     if on_indexed is not None:
         on_indexed(summary)
     results = []
     for mode in dict.fromkeys(modes):
-        run, speed = run_queries(engine, dataset, mode)
+        run, speed = run_queries(engine, dataset, mode, reranker=reranker)
         overall, per_query = score_run(dataset.qrels, run)
         results.append(ModeResult(mode=mode, overall=overall, per_query=per_query, queries_per_second=speed))
     return Evaluation(
@@ -377,4 +411,5 @@ def evaluate(
         queries=len(dataset.queries),
         results=tuple(results),
         indexing=summary,
+        reranked=reranker is not None,
     )

@@ -3,23 +3,34 @@
 Each retriever returns ``(chunk_id, score)`` pairs, best first. Filters are applied inside each
 retriever (FAISS id selector, SQL condition), never afterwards, so a filtered search still returns
 the best ``limit`` matching chunks.
+
+Hybrid search fuses the two rankings with a convex combination of normalised scores (the
+defaults in :class:`FusionSettings` were chosen by measurement on five BEIR datasets; see
+docs/quality.md). Reciprocal rank fusion stays available as ``method="rrf"``. An optional
+cross-encoder can rerank the fused top (:class:`Reranker`); none ships with semsearch.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import numpy as np
 
+from semsearch.errors import ModelLoadError
 from semsearch.store import Store
 from semsearch.types import Mode, SearchFilter
 from semsearch.vector_index import VectorIndex
 
 Ranked = list[tuple[int, float]]
+FusionMethod = Literal["convex", "rrf"]
+Normalisation = Literal["minmax", "zscore"]
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+# FTS5's unicode61 tokenizer splits on anything that is not a letter, digit or private-use
+# character; underscores split words there too, so they do here.
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # Common English function words: they carry no topic and only slow BM25 down.
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being
@@ -34,23 +45,175 @@ STOPWORDS = frozenset(
 
 @dataclass(frozen=True)
 class FusionSettings:
-    """How hybrid search combines the two rankings (chosen by measurement: docs/quality.md)."""
+    """How hybrid search combines the two rankings (chosen by measurement: docs/quality.md).
 
-    candidates: int = 100  # chunks taken from each retriever before fusing
+    ``method="convex"`` scores a chunk ``semantic_weight * s + (1 - semantic_weight) * k`` where
+    ``s`` and ``k`` are its semantic and BM25 scores normalised over the top ``candidates`` of
+    each ranking (``normalisation``); a chunk found by only one retriever has its other score
+    looked up exactly, not guessed. ``method="rrf"`` sums ``1 / (rrf_k + rank)`` instead.
+    ``keyword_weights`` are the BM25 weights of the (title, text) columns for every keyword search.
+    """
+
+    method: FusionMethod = "convex"
+    candidates: int = 100
+    semantic_weight: float = 0.5
+    normalisation: Normalisation = "zscore"
     rrf_k: float = 60.0
-    keyword_weights: tuple[float, float] = (1.0, 1.0)  # BM25 weights of (context/title, text)
+    keyword_weights: tuple[float, float] = (1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.method not in ("convex", "rrf"):
+            raise ValueError(f"fusion method must be 'convex' or 'rrf', not {self.method!r}")
+        if self.normalisation not in ("minmax", "zscore"):
+            raise ValueError(f"normalisation must be 'minmax' or 'zscore', not {self.normalisation!r}")
+        if not 0.0 <= self.semantic_weight <= 1.0:
+            raise ValueError("semantic_weight must be between 0 and 1")
+        if self.candidates < 1:
+            raise ValueError("candidates must be at least 1")
+
+
+# -- keyword queries ----------------------------------------------------------------------------
 
 
 def keyword_terms(query: str) -> list[str]:
-    """The words of a query that keyword search looks for (stopwords dropped unless nothing is left)."""
+    """The words of a query that keyword search looks for, lower-cased and each once.
+
+    English stopwords are dropped unless nothing else is left. Words are split the way FTS5's
+    unicode61 tokenizer splits them (letters and digits of any script), so Greek, Cyrillic or
+    accented words pass through whole.
+    """
     words = [word.lower() for word in _WORD.findall(query)]
     content = [word for word in words if word not in STOPWORDS]
     return list(dict.fromkeys(content or words))
 
 
-def match_expression(terms: list[str]) -> str:
+def match_expression(terms: Sequence[str]) -> str:
     """An FTS5 query matching any of the terms; each is quoted so no word is read as syntax."""
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+# -- fusion -------------------------------------------------------------------------------------
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Ranked], *, k: float) -> Ranked:
+    """Sum of 1/(k + rank) over the rankings each item appears in, best first."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for position, (item, _score) in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (k + position)
+    return sorted(fused.items(), key=lambda pair: (-pair[1], pair[0]))
+
+
+def normaliser(ranked: Ranked, method: Normalisation) -> Callable[[float], float]:
+    """A function that maps this ranking's scores onto a common scale.
+
+    ``minmax`` sends the best score to 1 and the worst in ``ranked`` to 0; ``zscore`` subtracts
+    the mean and divides by the standard deviation. Statistics come from ``ranked`` only, so
+    pass the same fixed-size window whatever the caller's limit, and the scale is stable.
+    """
+    if not ranked:
+        return lambda score: 0.0
+    scores = np.fromiter((score for _, score in ranked), dtype=np.float64, count=len(ranked))
+    if method == "minmax":
+        low, span = float(scores.min()), float(scores.max() - scores.min())
+        return lambda score: (score - low) / span if span > 0 else 1.0
+    mean, spread = float(scores.mean()), float(scores.std())
+    return lambda score: (score - mean) / spread if spread > 0 else 0.0
+
+
+def convex_fusion(
+    semantic: Mapping[int, float],
+    keyword: Mapping[int, float],
+    *,
+    semantic_weight: float,
+    semantic_scale: Callable[[float], float],
+    keyword_scale: Callable[[float], float],
+) -> Ranked:
+    """``w * scale(semantic) + (1 - w) * scale(keyword)`` for every item in either mapping.
+
+    Both mappings should hold a score for every item (see :meth:`Retriever.hybrid`); an item
+    missing from one takes that side's lowest score in the mapping.
+    """
+    floor_semantic = min(semantic.values(), default=0.0)
+    floor_keyword = min(keyword.values(), default=0.0)
+    fused = {
+        item: semantic_weight * semantic_scale(semantic.get(item, floor_semantic))
+        + (1.0 - semantic_weight) * keyword_scale(keyword.get(item, floor_keyword))
+        for item in semantic.keys() | keyword.keys()
+    }
+    return sorted(fused.items(), key=lambda pair: (-pair[1], pair[0]))
+
+
+# -- reranking ----------------------------------------------------------------------------------
+
+
+class Reranker(Protocol):
+    """A model that scores (query, passage) pairs directly, e.g. a cross-encoder.
+
+    Higher is better. None ships with semsearch (no cross-encoder's weights are on PyPI); give
+    a local model folder to :func:`load_reranker`.
+    """
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray: ...
+
+
+def load_reranker(path: str | None) -> Reranker:
+    """A cross-encoder from a local folder; raises :class:`ModelLoadError` saying what to give."""
+    if not path:
+        raise ModelLoadError(
+            "no cross-encoder model available: give --rerank-model PATH to a local "
+            "sentence-transformers cross-encoder folder (none ships with semsearch, and nothing is "
+            "downloaded)"
+        )
+    return CrossEncoderReranker(path)
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers ``CrossEncoder`` loaded from a local folder (never downloaded).
+
+    sentence-transformers is imported here, lazily, as :mod:`semsearch.embedder` does for the
+    embedding model; the reranker is optional and nothing else needs it.
+    """
+
+    def __init__(self, path: str) -> None:
+        from pathlib import Path
+
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise ModelLoadError(f"no cross-encoder at {folder}: give a local model folder to --rerank-model")
+        try:
+            from sentence_transformers import CrossEncoder
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.set_verbosity_error()
+            transformers_logging.disable_progress_bar()
+            self._model = CrossEncoder(str(folder), device="cpu", local_files_only=True)
+        except ImportError as error:
+            raise ModelLoadError(
+                f"sentence-transformers is not installed ({error}); run: pip install sentence-transformers"
+            ) from None
+        except Exception as error:  # noqa: BLE001 - a folder that is not a cross-encoder, a bad config, ...
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelLoadError(f"cannot load the cross-encoder at {folder}: {first_line}") from None
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        if not passages:
+            return np.empty(0, dtype=np.float32)
+        pairs = [(query, passage) for passage in passages]
+        return np.asarray(self._model.predict(pairs, show_progress_bar=False), dtype=np.float32).reshape(-1)
+
+
+def rerank(reranker: Reranker, query: str, ranked: Ranked, passages: Mapping[int, str], *, depth: int) -> Ranked:
+    """Reorder the first ``depth`` items by the reranker's score; the rest keep their order below."""
+    head, tail = ranked[:depth], ranked[depth:]
+    if not head:
+        return list(ranked)
+    scores = np.asarray(reranker.score(query, [passages.get(item, "") for item, _ in head]), dtype=np.float64)
+    order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
+    return [(head[i][0], float(scores[i])) for i in order] + list(tail)
+
+
+# -- the retriever ------------------------------------------------------------------------------
 
 
 class Retriever:
@@ -66,6 +229,7 @@ class Retriever:
         self._store = store
         self._vectors = vectors
         self._embed_query = embed_query
+        self._query_vectors: dict[str, np.ndarray] = {}
         self.settings = settings or FusionSettings()
 
     def rank(self, query: str, depth: int, mode: Mode, where: SearchFilter) -> Ranked:
@@ -75,32 +239,54 @@ class Retriever:
             return self.keyword(query, depth, where)
         return self.hybrid(query, depth, where)
 
-    def semantic(self, query: str, depth: int, where: SearchFilter) -> Ranked:
+    def _vector(self, query: str) -> np.ndarray:
+        # Embedded once per query, however many times a grouped search deepens.
+        if query not in self._query_vectors:
+            self._query_vectors[query] = self._embed_query(query)
+        return self._query_vectors[query]
+
+    def semantic(self, query: str, depth: int, where: SearchFilter, *, only: Sequence[int] | None = None) -> Ranked:
+        """Chunks by cosine similarity; ``only`` scores just those chunk ids."""
         allowed = None if where.empty else self._store.filtered_chunk_ids(where)
+        if only is not None:
+            chosen = np.asarray(only, dtype=np.int64)
+            allowed = chosen if allowed is None else np.intersect1d(allowed, chosen)
         if allowed is not None and len(allowed) == 0:
             return []
-        scores, ids = self._vectors.search(self._embed_query(query), depth, allowed=allowed)
+        scores, ids = self._vectors.search(self._vector(query), depth, allowed=allowed)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0])]
 
-    def keyword(self, query: str, depth: int, where: SearchFilter) -> Ranked:
+    def keyword(self, query: str, depth: int, where: SearchFilter, *, only: Sequence[int] | None = None) -> Ranked:
+        """Chunks by BM25 over their title and text; ``only`` scores just those chunk ids."""
         terms = keyword_terms(query)
         if not terms:
             return []
         return self._store.keyword_search(
-            match_expression(terms), depth, where, weights=self.settings.keyword_weights
+            match_expression(terms), depth, where, weights=self.settings.keyword_weights, only=only
         )
 
     def hybrid(self, query: str, depth: int, where: SearchFilter) -> Ranked:
-        pool = max(depth, self.settings.candidates)
-        return reciprocal_rank_fusion(
-            [self.semantic(query, pool, where), self.keyword(query, pool, where)], k=self.settings.rrf_k
+        settings = self.settings
+        pool = max(depth, settings.candidates)
+        semantic = self.semantic(query, pool, where)
+        keyword = self.keyword(query, pool, where)
+        if settings.method == "rrf":
+            return reciprocal_rank_fusion([semantic, keyword], k=settings.rrf_k)[:depth]
+        # A chunk found by one retriever only gets its real score from the other (BM25 of a chunk
+        # sharing no word with the query is 0), so nothing is ranked on a guess.
+        semantic_scores, keyword_scores = dict(semantic), dict(keyword)
+        missing_semantic = [item for item in keyword_scores if item not in semantic_scores]
+        missing_keyword = [item for item in semantic_scores if item not in keyword_scores]
+        if missing_semantic:
+            semantic_scores.update(self.semantic(query, len(missing_semantic), where, only=missing_semantic))
+        if missing_keyword:
+            keyword_scores.update(self.keyword(query, len(missing_keyword), where, only=missing_keyword))
+        for item in missing_keyword:
+            keyword_scores.setdefault(item, 0.0)
+        return convex_fusion(
+            semantic_scores,
+            keyword_scores,
+            semantic_weight=settings.semantic_weight,
+            semantic_scale=normaliser(semantic[: settings.candidates], settings.normalisation),
+            keyword_scale=normaliser(keyword[: settings.candidates], settings.normalisation),
         )[:depth]
-
-
-def reciprocal_rank_fusion(rankings: list[Ranked], *, k: float) -> Ranked:
-    """Sum of 1/(k + rank) over the rankings each item appears in."""
-    fused: dict[int, float] = {}
-    for ranking in rankings:
-        for position, (item, _score) in enumerate(ranking, start=1):
-            fused[item] = fused.get(item, 0.0) + 1.0 / (k + position)
-    return sorted(fused.items(), key=lambda pair: (-pair[1], pair[0]))

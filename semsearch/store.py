@@ -260,12 +260,19 @@ class Store:
         return np.asarray(ids, dtype=np.int64)
 
     def keyword_search(
-        self, match: str, limit: int, where: SearchFilter, *, weights: tuple[float, float]
+        self,
+        match: str,
+        limit: int,
+        where: SearchFilter,
+        *,
+        weights: tuple[float, float],
+        only: Sequence[int] | None = None,
     ) -> list[tuple[int, float]]:
         """BM25 over the FTS5 table: ``(chunk_id, score)``, best first (higher is better).
 
         ``match`` is an FTS5 query string; ``weights`` are the BM25 column weights for
-        (context, text).
+        (context, text); ``only`` restricts the search to these chunk ids (hybrid search scores
+        the chunks only the semantic side found this way).
         """
         fts = table("chunk_fts", column("rowid"))
         fts_name = literal_column("chunk_fts")
@@ -277,7 +284,12 @@ class Store:
                 .join(documents, documents.c.id == chunks.c.document_id)
                 .where(*_filter_conditions(where))
             )
-            query = query.where(fts.c.rowid.in_(allowed))
+            # "rowid + 0", not "rowid", here and below: a bare rowid IN (...) makes SQLite seek
+            # FTS5 once per id, 60-170 times slower than matching once and filtering (SciFact:
+            # 1.8 s vs 10 ms per query with a path filter).
+            query = query.where((fts.c.rowid + 0).in_(allowed))
+        if only is not None:
+            query = query.where((fts.c.rowid + 0).in_([int(i) for i in only]))
         query = query.order_by(rank).limit(limit)
         with self._engine.connect() as connection:
             rows = connection.execute(query).all()
