@@ -277,6 +277,7 @@ class Engine:
                     mtime_ns=0,
                     parsed=parsed,
                     metadata=dict(extra or {}),
+                    context=title,
                 )
 
         with self._lock:

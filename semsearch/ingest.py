@@ -47,6 +47,9 @@ class PendingDocument:
     parsed: ParsedDocument
     metadata: dict[str, Any] = field(default_factory=dict)
     change: str = "new"  # "new" or "changed": which summary count it adds to
+    # What each chunk is embedded under; None means the parsed title. Text added without a title
+    # gets none: a made-up one ("untitled", or its own first line again) only adds noise.
+    context: str | None = None
 
 
 @dataclass
@@ -261,7 +264,8 @@ class Indexer:
     def _prepare(self, document: PendingDocument) -> list[_Prepared]:
         embedder = self.embedder
         parsed = document.parsed
-        context = " ".join(parsed.title.split())[:MAX_CONTEXT_CHARS]
+        title = parsed.title if document.context is None else document.context
+        context = " ".join(title.split())[:MAX_CONTEXT_CHARS]
         context_tokens = embedder.counter.count([context])[0] + 1 if context else 0
         budget = max(32, min(self._chunk_tokens, embedder.max_tokens) - context_tokens)
         drafts = chunk_document(

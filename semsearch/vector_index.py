@@ -20,6 +20,8 @@ from semsearch.errors import SemsearchError
 
 VECTORS_NAME = "vectors.faiss"
 _MAGIC = b"SEMSRCH1"
+_SINGLE_THREAD_BELOW = 200_000  # vectors x queries
+_CORES = os.cpu_count() or 1
 
 
 class VectorFileError(SemsearchError):
@@ -79,6 +81,10 @@ class VectorIndex:
         if allowed is not None:
             selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
             params = faiss.SearchParameters(sel=selector)
+        # One query over a modest index is faster on one thread: measured here on 10,387 vectors,
+        # 1.0 ms with 1 OpenMP thread vs 1.8 ms with 2 (11-24 ms with 2 on a busy machine).
+        # Large indexes still get every core.
+        faiss.omp_set_num_threads(1 if len(self) * len(queries) < _SINGLE_THREAD_BELOW else _CORES)
         scores, ids = self._index.search(queries, width, params=params)
         # An allowed id that is not in the index would leave -1 holes at the end; trim them.
         keep = (ids >= 0).all(axis=0)

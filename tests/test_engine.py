@@ -340,3 +340,10 @@ def test_add_texts_skips_blank_texts(tmp_path, fake_embedder):
         summary = engine.add_texts(["Real text about owls.", "   "], ids=["owls", "blank"])
     assert summary.new == 1
     assert [(s.path, s.reason) for s in summary.skipped] == [("blank", "empty text")]
+
+
+def test_texts_without_a_title_are_embedded_without_one(tmp_path, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.add_texts(["Plain body text about herons."], ids=["h"])
+        engine.add_texts(["Body about egrets."], ids=["e"], titles=["Egrets"])
+    assert fake_embedder.embedded == ["Plain body text about herons.", "Egrets\nBody about egrets."]
