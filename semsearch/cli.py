@@ -177,12 +177,14 @@ def _print_summary(summary, directory: Path, verbose: bool) -> None:
 @click.option("--type", "types", multiple=True, metavar="EXT", help="Only this file type, e.g. md or pdf (repeatable).")
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Only documents with this metadata value (repeatable).")
 @click.option("-d", "--group-by-document", is_flag=True, help="Each document once, with its best chunk.")
+@click.option("--rerank", is_flag=True, help="Rerank the top 50 with a local cross-encoder (needs --rerank-model).")
+@click.option("--rerank-model", metavar="PATH", help="Folder of a local sentence-transformers cross-encoder.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits.")
 @pass_settings
 @reports_errors
 def search_command(settings: Settings, query: str, index_dir: str | None, limit: int, mode: str,
                    path_glob: str | None, types: tuple[str, ...], meta: tuple[str, ...],
-                   group_by_document: bool, as_json: bool) -> None:
+                   group_by_document: bool, rerank: bool, rerank_model: str | None, as_json: bool) -> None:
     """Ask the index a question in plain words."""
     metadata = {}
     for item in meta:
@@ -190,9 +192,14 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--meta")
         metadata[key] = value
+    reranker = None
+    if rerank or rerank_model:
+        from semsearch.embedder import load_reranker
+
+        reranker = load_reranker(rerank_model)
     with _open(settings, index_dir, create=False) as engine:
         hits = engine.search(query, limit=limit, mode=mode, path=path_glob, types=types,
-                             metadata=metadata, group_by_document=group_by_document)
+                             metadata=metadata, group_by_document=group_by_document, reranker=reranker)
     if as_json:
         click.echo(json.dumps([_hit_dict(hit) for hit in hits], ensure_ascii=False, indent=2))
         return

@@ -67,7 +67,7 @@ def eval_command(
         indexable_count,
         load_dataset,
     )
-    from semsearch.retrieval import load_reranker
+    from semsearch.embedder import load_reranker
 
     chosen = MODES if not modes or "all" in modes else tuple(dict.fromkeys(modes))
     reranker = load_reranker(rerank_model) if (rerank or rerank_model) else None

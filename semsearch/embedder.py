@@ -116,3 +116,52 @@ class SentenceTransformerEmbedder:
             if progress is not None:
                 progress(len(batch))
         return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+
+# -- reranking models ---------------------------------------------------------------------
+
+
+def load_reranker(path: str | None) -> CrossEncoderReranker:
+    """A cross-encoder from a local folder; raises :class:`ModelLoadError` saying what to give."""
+    if not path:
+        raise ModelLoadError(
+            "no cross-encoder model available: give --rerank-model PATH to a local "
+            "sentence-transformers cross-encoder folder (none ships with semsearch, and nothing is "
+            "downloaded)"
+        )
+    return CrossEncoderReranker(path)
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers ``CrossEncoder`` loaded from a local folder (never downloaded).
+
+    It implements :class:`semsearch.retrieval.Reranker`. sentence-transformers is imported lazily,
+    as for the embedding model; the reranker is optional and nothing else needs it.
+    """
+
+    def __init__(self, path: str) -> None:
+        from pathlib import Path
+
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise ModelLoadError(f"no cross-encoder at {folder}: give a local model folder to --rerank-model")
+        try:
+            from sentence_transformers import CrossEncoder
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.set_verbosity_error()
+            transformers_logging.disable_progress_bar()
+            self._model = CrossEncoder(str(folder), device="cpu", local_files_only=True)
+        except ImportError as error:
+            raise ModelLoadError(
+                f"sentence-transformers is not installed ({error}); run: pip install sentence-transformers"
+            ) from None
+        except Exception as error:  # noqa: BLE001 - a folder that is not a cross-encoder, a bad config, ...
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelLoadError(f"cannot load the cross-encoder at {folder}: {first_line}") from None
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        if not passages:
+            return np.empty(0, dtype=np.float32)
+        pairs = [(query, passage) for passage in passages]
+        return np.asarray(self._model.predict(pairs, show_progress_bar=False), dtype=np.float32).reshape(-1)

@@ -28,12 +28,13 @@ from semsearch.location import default_index_dir
 from semsearch.locking import WriteLock
 from semsearch.onnx_embedder import OnnxQueryEmbedder
 from semsearch.onnx_export import export_query_model, query_model_dir
-from semsearch.retrieval import FusionSettings, Ranked, Retriever
+from semsearch.retrieval import FusionSettings, Ranked, Reranker, Retriever, rerank
 from semsearch.store import DATABASE_NAME, Store
 from semsearch.types import MODES, Hit, IndexStatus, IndexSummary, Mode, SearchFilter, Skipped
 from semsearch.vector_index import VECTORS_NAME, VectorFileError, VectorIndex
 
 DEFAULT_OVERLAP_TOKENS = 32
+RERANK_DEPTH = 50  # results a reranker reorders (it is slow: one model call per passage)
 
 
 class Engine:
@@ -329,12 +330,14 @@ class Engine:
         metadata: Mapping[str, Any] | None = None,
         group_by_document: bool = False,
         vector: np.ndarray | None = None,
+        reranker: Reranker | None = None,
     ) -> list[Hit]:
         """The ``limit`` best chunks for ``query`` (or best documents, one chunk each, with
         ``group_by_document``). Filters apply before ranking: ``path`` glob, ``types`` extensions
         or formats, ``metadata`` equalities. ``vector`` is the query's embedding if the caller
         already has it (e.g. embedded many queries in one batch); it must come from this index's
-        model."""
+        model. ``reranker`` (e.g. :func:`semsearch.embedder.load_reranker`) reorders the top
+        :data:`RERANK_DEPTH` results by its own score, which then becomes the hit's score."""
         if not query or not query.strip():
             raise EmptyQueryError("the query is empty; say what you are looking for")
         if mode not in MODES:
@@ -350,8 +353,13 @@ class Engine:
         )
         embed_query = self._embed_query if vector is None else (lambda _query: vector)
         retriever = Retriever(self._store, self.vectors(), embed_query, self._fusion)
-        ranked = self._rank(retriever, query.strip(), limit, mode, where, group_by_document)
+        depth = max(limit, RERANK_DEPTH) if reranker is not None else limit
+        ranked = self._rank(retriever, query.strip(), depth, mode, where, group_by_document)
         rows = self._store.chunk_rows([chunk_id for chunk_id, _ in ranked])
+        if reranker is not None:
+            passages = {chunk_id: f"{row.title}\n{row.text}" for chunk_id, row in rows.items()}
+            ranked = rerank(reranker, query.strip(), ranked, passages, depth=depth)
+        ranked = ranked[:limit]
         hits = []
         for chunk_id, score in ranked:
             row = rows.get(chunk_id)

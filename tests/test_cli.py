@@ -152,3 +152,10 @@ def test_help_and_status_do_not_import_the_model(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_search_rerank_without_a_model_is_a_clear_error(runner, tmp_path, docs, fake_model):
+    index = tmp_path / "idx"
+    run(runner, "--index", index, "index", docs)
+    result = runner.invoke(cli, ["--index", str(index), "search", "bread", "--rerank"])
+    assert result.exit_code == 1 and "no cross-encoder model available" in result.output

@@ -347,3 +347,17 @@ def test_texts_without_a_title_are_embedded_without_one(tmp_path, fake_embedder)
         engine.add_texts(["Plain body text about herons."], ids=["h"])
         engine.add_texts(["Body about egrets."], ids=["e"], titles=["Egrets"])
     assert fake_embedder.embedded == ["Plain body text about herons.", "Egrets\nBody about egrets."]
+
+
+def test_a_reranker_reorders_the_results(tmp_path, docs, fake_embedder):
+    class PrefersRoses:
+        def score(self, query, passages):
+            return np.array([1.0 if "roses" in passage.lower() else 0.0 for passage in passages])
+
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        plain = engine.search("bread dough yeast", limit=2, mode="semantic")
+        reranked = engine.search("bread dough yeast", limit=2, mode="semantic", reranker=PrefersRoses())
+    assert "bread" in plain[0].path
+    assert reranked[0].path.endswith("roses.txt") and reranked[0].score == 1.0
+    assert len(reranked) == 2

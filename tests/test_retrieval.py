@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from semsearch.engine import Engine
+from semsearch.embedder import load_reranker
 from semsearch.errors import ModelLoadError
 from semsearch.retrieval import (
     FusionSettings,
     convex_fusion,
     keyword_terms,
-    load_reranker,
     match_expression,
     normaliser,
     reciprocal_rank_fusion,
