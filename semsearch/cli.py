@@ -32,14 +32,17 @@ class Settings:
 pass_settings = click.make_pass_decorator(Settings, ensure=True)
 
 
-def index_option(command: Callable | None = None, *, envvar: str | None = None) -> Callable:
+def index_option(
+    command: Callable | None = None, *, envvar: str | None = None, help: str | None = None
+) -> Callable:
     """``--index DIR``, accepted before or after the command name (after wins)."""
     option = click.option(
         "--index",
         "index_dir",
         type=click.Path(file_okay=False, path_type=str),
         envvar=envvar,
-        help=f"Index folder. Default: ${ENV_VAR}, else the nearest .semsearch/ folder at or above "
+        help=help
+        or f"Index folder. Default: ${ENV_VAR}, else the nearest .semsearch/ folder at or above "
         "the current directory, else the per-user index.",
     )
     return option(command) if command is not None else option

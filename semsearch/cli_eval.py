@@ -26,7 +26,10 @@ def _explicit_group_index() -> str | None:
 
 @click.command("eval")
 @click.argument("dataset_dir", type=click.Path(file_okay=False, path_type=str))
-@index_option
+@index_option(
+    help="Index folder for this dataset. Default: a per-dataset folder in the user cache "
+    "(~/.cache/semsearch/eval/NAME-HASH on Linux); $SEMSEARCH_INDEX is ignored here."
+)
 @click.option(
     "--mode",
     "modes",

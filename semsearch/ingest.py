@@ -147,7 +147,7 @@ class Indexer:
             missing = {
                 doc.path: doc for doc in known.values() if doc.path not in seen and _under(doc.path, roots)
             }
-            pending = self._read_changed(candidates, known, missing, tally, progress)
+            pending = self._read_changed(candidates, known, missing, tally)
             self._write_waves(pending, tally, progress_total=len(candidates), progress=progress)
             if prune and missing:
                 with self._store.writing() as writer:
@@ -165,7 +165,6 @@ class Indexer:
         known: dict[str, StoredDocument],
         missing: dict[str, StoredDocument],
         tally: _Tally,
-        progress: ProgressCallback | None,
     ) -> Iterator[PendingDocument]:
         """Read each candidate once: touch the unchanged, re-point the moved, parse the rest."""
         missing_by_hash: dict[str, StoredDocument] = {}
