@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from semsearch.retrieval import keyword_terms
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 def _stem_key(word: str) -> str:
@@ -28,7 +29,8 @@ def snippet(
     emphasise: Callable[[str], str] = lambda word: word,
 ) -> str:
     """The ``width``-character window of ``text`` with the most query words, words emphasised."""
-    flat = " ".join(text.split())
+    # Paragraphs (and a heading from the text below it) stay apart with a visible separator.
+    flat = " · ".join(" ".join(part.split()) for part in _PARAGRAPH_BREAK.split(text) if part.strip())
     keys = {_stem_key(term) for term in keyword_terms(query)}
     matches = [m for m in _WORD.finditer(flat) if _stem_key(m.group()) in keys]
     start = 0
