@@ -13,6 +13,7 @@ from semsearch.retrieval import keyword_terms
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+_ADORNMENT = re.compile(r"^[ \t]*([=\-~^\"'`#*+_:.])\1{2,}[ \t]*$", re.MULTILINE)
 
 
 def _stem_key(word: str) -> str:
@@ -29,7 +30,9 @@ def snippet(
     emphasise: Callable[[str], str] = lambda word: word,
 ) -> str:
     """The ``width``-character window of ``text`` with the most query words, words emphasised."""
-    # Paragraphs (and a heading from the text below it) stay apart with a visible separator.
+    # Paragraphs (and a heading from the text below it) stay apart with a visible separator;
+    # reST/Markdown adornment lines (=====, -----) are noise in a one-line snippet.
+    text = _ADORNMENT.sub("", text)
     flat = " · ".join(" ".join(part.split()) for part in _PARAGRAPH_BREAK.split(text) if part.strip())
     keys = {_stem_key(term) for term in keyword_terms(query)}
     matches = [m for m in _WORD.finditer(flat) if _stem_key(m.group()) in keys]

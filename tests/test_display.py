@@ -20,3 +20,10 @@ def test_paths_and_sizes():
     assert display_path("/x/c.md", cwd="/a") == "/x/c.md"
     assert display_path("doc-id-7", cwd="/a") == "doc-id-7"
     assert human_size(512) == "512 B" and human_size(3 * 1024 * 1024) == "3.0 MB"
+
+
+def test_snippet_drops_adornment_lines():
+    text = "The Proposed Solution\n=====================\n\nIt is proposed to allow conditional list literals."
+    assert snippet(text, "list literals", width=200) == (
+        "The Proposed Solution · It is proposed to allow conditional list literals."
+    )
