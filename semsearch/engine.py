@@ -14,7 +14,11 @@ from typing import Any
 import numpy as np
 
 from semsearch import loaders
-from semsearch.embedder import Embedder, SentenceTransformerEmbedder, canonical_model_name
+from semsearch.embedder import (
+    Embedder,
+    SentenceTransformerEmbedder,
+    canonical_model_name,
+)
 from semsearch.errors import (
     EmptyIndexError,
     EmptyQueryError,
@@ -30,7 +34,15 @@ from semsearch.onnx_embedder import OnnxQueryEmbedder
 from semsearch.onnx_export import export_query_model, query_model_dir
 from semsearch.retrieval import FusionSettings, Ranked, Reranker, Retriever, rerank
 from semsearch.store import DATABASE_NAME, Store
-from semsearch.types import MODES, Hit, IndexStatus, IndexSummary, Mode, SearchFilter, Skipped
+from semsearch.types import (
+    MODES,
+    Hit,
+    IndexStatus,
+    IndexSummary,
+    Mode,
+    SearchFilter,
+    Skipped,
+)
 from semsearch.vector_index import VECTORS_NAME, VectorFileError, VectorIndex
 
 DEFAULT_OVERLAP_TOKENS = 32

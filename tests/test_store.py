@@ -56,6 +56,17 @@ def test_schema_models_match_migrations(tmp_path):
     assert differences == []
 
 
+def test_schema_head_constant_is_the_newest_migration():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from semsearch.store import SCHEMA_HEAD, _migrations_dir
+
+    config = Config()
+    config.set_main_option("script_location", str(_migrations_dir()))
+    assert ScriptDirectory.from_config(config).get_heads() == [SCHEMA_HEAD]
+
+
 def test_newer_schema_is_refused(tmp_path):
     Store(tmp_path / "s.db").close()
     with sqlite3.connect(tmp_path / "s.db") as connection:
