@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -288,7 +289,13 @@ def rebuild_command(settings: Settings, index_dir: str | None) -> None:
     click.echo(f"Rebuilt the vector index: {count} vectors.")
 
 
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # `kill` (SIGTERM) stops a run the way Ctrl-C does: at a consistent point, work saved.
+    signal.signal(signal.SIGTERM, _interrupt)
     cli(prog_name="semsearch")
 
 

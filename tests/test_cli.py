@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -159,3 +160,50 @@ def test_search_rerank_without_a_model_is_a_clear_error(runner, tmp_path, docs, 
     run(runner, "--index", index, "index", docs)
     result = runner.invoke(cli, ["--index", str(index), "search", "bread", "--rerank"])
     assert result.exit_code == 1 and "no cross-encoder model available" in result.output
+
+
+def test_sigterm_stops_indexing_like_ctrl_c(tmp_path):
+    """A real process, killed with SIGTERM mid-run, leaves a consistent index that resumes."""
+    import os
+    import signal
+    import time
+
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(400):
+        (root / f"note{i:03}.txt").write_text(f"Note {i}\n\n" + f"Words about topic {i}. " * 60)
+    index = tmp_path / "idx"
+    script = (
+        "import sys, time, numpy as np\n"
+        "sys.path.insert(0, sys.argv[3])\n"
+        "from conftest import FakeEmbedder\n"
+        "class Slow(FakeEmbedder):\n"
+        "    def embed(self, texts):\n"
+        "        time.sleep(0.05)\n"
+        "        return super().embed(texts)\n"
+        "import semsearch.engine, semsearch.cli\n"
+        "slow = Slow()\n"
+        "semsearch.engine.SentenceTransformerEmbedder = lambda name=None: slow\n"
+        "semsearch.engine.canonical_model_name = lambda name: slow.name\n"
+        "sys.argv = ['semsearch', '--index', sys.argv[1], 'index', sys.argv[2], '--json']\n"
+        "semsearch.cli.main()\n"
+    )
+    tests_dir = str(Path(__file__).parent)
+    process = subprocess.Popen([sys.executable, "-c", script, str(index), str(root), tests_dir],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (index / "semsearch.db").exists():
+        time.sleep(0.1)
+    time.sleep(1.5)  # a few waves of ~0.8 s each are committed by then, and the run is far from done
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    summary = json.loads(out)
+    assert summary["interrupted"] and 0 < summary["new"] < 400
+    import sqlite3
+
+    from semsearch.vector_index import VectorIndex
+
+    chunks = sqlite3.connect(index / "semsearch.db").execute("SELECT count(*) FROM chunks").fetchone()[0]
+    assert len(VectorIndex.load(index / "vectors.faiss", 64)) == chunks > 0
+    assert "Traceback" not in err and os.path.exists(index / "write.lock")
