@@ -44,6 +44,9 @@ documents = Table(
     Column("format", String, nullable=False),
     Column("metadata", Text, nullable=False),  # JSON object
     Column("indexed_at", String, nullable=False),
+    # Which version of the parse/chunk/embed pipeline wrote the chunks (semsearch.ingest.INGEST_VERSION):
+    # a document written by an older one is processed again, reusing every vector that still fits.
+    Column("ingest_version", Integer, nullable=False, server_default="1"),
     sqlite_autoincrement=True,
 )
 

@@ -38,7 +38,7 @@ from semsearch.schema import chunks, documents, settings
 from semsearch.types import ChunkDraft, SearchFilter
 
 DATABASE_NAME = "semsearch.db"
-SCHEMA_HEAD = "0001"  # the newest migration in migrations/versions/
+SCHEMA_HEAD = "0002"  # the newest migration in migrations/versions/
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class StoredDocument:
     mtime_ns: int
     title: str
     format: str
+    ingest_version: int
 
 
 @dataclass(frozen=True)
@@ -383,6 +384,7 @@ class Writer:
         format: str,
         metadata: dict[str, Any],
         new_chunks: Sequence[NewChunk],
+        ingest_version: int,
     ) -> int:
         """Insert or replace the document at ``path`` with these chunks; returns its id."""
         row = {
@@ -395,6 +397,7 @@ class Writer:
             "format": format,
             "metadata": json.dumps(metadata, sort_keys=True, default=str),
             "indexed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ingest_version": ingest_version,
         }
         existing = self._connection.execute(
             select(documents.c.id).where(documents.c.path == path)
@@ -472,6 +475,7 @@ _DOCUMENT_COLUMNS = (
     documents.c.mtime_ns,
     documents.c.title,
     documents.c.format,
+    documents.c.ingest_version,
 )
 
 

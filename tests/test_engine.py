@@ -361,3 +361,19 @@ def test_a_reranker_reorders_the_results(tmp_path, docs, fake_embedder):
     assert "bread" in plain[0].path
     assert reranked[0].path.endswith("roses.txt") and reranked[0].score == 1.0
     assert len(reranked) == 2
+
+
+def test_a_new_ingest_version_reprocesses_documents_reusing_vectors(tmp_path, docs, fake_embedder, monkeypatch):
+    import semsearch.ingest
+
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        engine.add_texts(["A text about kites."], ids=["kites"], titles=["Kites"])
+        monkeypatch.setattr(semsearch.ingest, "INGEST_VERSION", semsearch.ingest.INGEST_VERSION + 1)
+        fake_embedder.embedded.clear()
+        files = engine.index(docs)
+        texts = engine.add_texts(["A text about kites."], ids=["kites"], titles=["Kites"])
+        assert (files.changed, files.unchanged, texts.changed) == (4, 0, 1)
+        assert fake_embedder.embedded == []  # same chunks: every vector reused
+        again = engine.index(docs)
+        assert again.unchanged == 4 and again.changed == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from semsearch.errors import SchemaTooNewError
-from semsearch.store import Store
+from semsearch.store import SCHEMA_HEAD, Store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -86,7 +86,8 @@ def test_fts_follows_chunk_writes(tmp_path):
     chunk = NewChunk(draft=draft, context="Foxes", embed_hash="h", vector=np.ones(4, np.float32))
     with store.writing() as writer:
         doc_id = writer.write_document(path="/a.txt", source="file", content_hash="x", size=1, mtime_ns=1,
-                                       title="Foxes", format="text", metadata={}, new_chunks=[chunk])
+                                       title="Foxes", format="text", metadata={}, new_chunks=[chunk],
+                                       ingest_version=1)
     hits = store.keyword_search('"run"', 5, SearchFilter(), weights=(1.0, 1.0))  # stemmed match
     assert [chunk_id for chunk_id, _ in hits] == writer.added
     with store.writing() as writer:
@@ -123,4 +124,41 @@ def test_installed_wheel_ships_and_runs_the_migrations(tmp_path):
         capture_output=True, text=True, env=environment, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "0001"
+    assert result.stdout.strip() == SCHEMA_HEAD
+
+
+def test_upgrading_a_populated_0001_database_keeps_everything(tmp_path):
+    """An index written by the first schema opens with today's code: nothing is lost, and its
+    documents are marked as written by ingest version 1 (so they will be processed again)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from semsearch.store import _migrations_dir
+
+    path = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{path}")
+    config = Config()
+    config.set_main_option("script_location", str(_migrations_dir()))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    engine.dispose()
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute(
+            "INSERT INTO documents(path, source, content_hash, size, mtime_ns, title, format, metadata, indexed_at) "
+            "VALUES ('/a.txt', 'file', 'h', 1, 1, 'A', 'text', '{}', 'then')"
+        )
+        connection.execute(
+            "INSERT INTO chunks(document_id, ordinal, text, context, char_start, char_end, start_line, end_line, "
+            "page, tokens, embed_hash, vector) VALUES (1, 0, 'badgers dig setts', 'A', 0, 17, 1, 1, NULL, 3, 'e', x'00')"
+        )
+    store = Store(path)
+    assert store.schema_revision() == SCHEMA_HEAD
+    assert [(d.path, d.ingest_version) for d in store.documents()] == [("/a.txt", 1)]
+    assert store.chunk_count() == 1
+    from semsearch.types import SearchFilter
+
+    assert len(store.keyword_search('"badger"', 5, SearchFilter(), weights=(1.0, 1.0))) == 1
+    store.close()
