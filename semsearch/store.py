@@ -108,12 +108,7 @@ class Store:
     def _migrate(self) -> None:
         # The common case, an index already at the current schema, is answered without importing
         # Alembic (~0.15 s of every CLI call); tests/test_store.py checks SCHEMA_HEAD is the head.
-        with self._engine.connect() as connection:
-            try:
-                current_version = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-            except OperationalError:  # no table yet: a new database
-                current_version = []
-        if current_version == [SCHEMA_HEAD]:
+        if self.schema_revision() == SCHEMA_HEAD:
             return
         from alembic.config import Config
         from alembic.runtime.migration import MigrationContext
@@ -144,7 +139,7 @@ class Store:
         with self._engine.connect() as connection:
             try:
                 return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            except OperationalError:
+            except OperationalError:  # no alembic_version table yet: a new database
                 return None
 
     def close(self) -> None:
