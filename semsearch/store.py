@@ -304,14 +304,6 @@ class Store:
             rows = connection.execute(query).all()
         return [(int(row[0]), -float(row[1])) for row in rows]
 
-    def keyword_statistics(self) -> tuple[int, float]:
-        """(number of chunks, mean chunk length in tokens)."""
-        with self._engine.connect() as connection:
-            count, mean = connection.execute(
-                select(func.count(), func.avg(chunks.c.tokens)).select_from(chunks)
-            ).one()
-        return int(count), float(mean or 0.0)
-
     def size_bytes(self) -> int:
         total = 0
         for suffix in ("", "-wal", "-shm"):
