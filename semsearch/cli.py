@@ -280,12 +280,18 @@ def remove_command(settings: Settings, paths: tuple[str, ...], index_dir: str | 
 
 @cli.command("rebuild")
 @index_option
+@click.option(
+    "--vector-index",
+    type=click.Choice(["auto", "exact", "ivf"]),
+    help="How to search vectors from now on: exact (brute force), ivf (approximate), or auto "
+    "(exact below 100,000 chunks, IVF above; the default).",
+)
 @pass_settings
 @reports_errors
-def rebuild_command(settings: Settings, index_dir: str | None) -> None:
-    """Rewrite the FAISS file from the vectors stored in SQLite (nothing is re-embedded)."""
+def rebuild_command(settings: Settings, index_dir: str | None, vector_index: str | None) -> None:
+    """Rewrite the vector segment files from the vectors stored in SQLite (nothing is re-embedded)."""
     with _open(settings, index_dir, create=False) as engine:
-        count = engine.rebuild()
+        count = engine.rebuild(vector_index)
     click.echo(f"Rebuilt the vector index: {count} vectors.")
 
 

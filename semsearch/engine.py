@@ -1,13 +1,15 @@
-"""The engine: one index directory, keeping its SQLite store and FAISS file consistent.
+"""The engine: one index directory, its SQLite store and its vector segments.
 
 Everything the CLI does goes through :class:`Engine`; it is also the library API
-(``semsearch.open(...)``). Writes take the index's write lock; searches take none.
+(``semsearch.open(...)``). Writes take the index's write lock; searches take none and write
+nothing: an open engine picks up what writers commit, without being reopened.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,8 @@ from semsearch.types import (
     SearchFilter,
     Skipped,
 )
-from semsearch.vector_index import VECTORS_NAME, VectorFileError, VectorIndex
+from semsearch.vector_store import SETTINGS as VECTOR_INDEX_SETTINGS
+from semsearch.vector_store import VectorStore, index_bytes
 
 DEFAULT_OVERLAP_TOKENS = 32
 RERANK_DEPTH = 50  # results a reranker reorders (it is slow: one model call per passage)
@@ -68,25 +71,33 @@ class Engine:
         self._lock = WriteLock(directory)
         self._embedder = embedder
         self._query_embedder: Embedder | None = None  # the ONNX export, when searching without the model
-        self._vectors: VectorIndex | None = None
+        self._vectors: VectorStore | None = None
         self._fusion = fusion or FusionSettings()
-        recorded = store.settings()
-        requested = embedder.name if embedder is not None else (canonical_model_name(model) if model else None)
-        if "model" in recorded:
-            if requested is not None and requested != recorded["model"]:
-                raise ModelMismatchError(
-                    f"the index at {directory} was built with model {recorded['model']!r}, not "
-                    f"{requested!r}; use another --index for a different model, or leave --model out"
-                )
-            self.model = recorded["model"]
-            self.dimension = int(recorded["dimension"])
-            self.chunk_tokens = int(recorded["chunk_tokens"])
-            self.overlap_tokens = int(recorded["overlap_tokens"])
-        else:
-            self.model = requested or canonical_model_name(None)
-            self.dimension = 0  # known once the model is loaded, on the first write
-            self.chunk_tokens = chunk_tokens or 0
-            self.overlap_tokens = overlap_tokens
+        self._requested = embedder.name if embedder is not None else (canonical_model_name(model) if model else None)
+        self.model = self._requested or canonical_model_name(None)
+        self.dimension = 0  # known once the model is loaded, on the first write
+        self.chunk_tokens = chunk_tokens or 0
+        self.overlap_tokens = overlap_tokens
+        self._adopt_settings()
+
+    def _adopt_settings(self) -> None:
+        """Take the model and chunking the index was built with, once it has them.
+
+        Called on open, and again by a reader opened on a new, empty index, which a writer may
+        have filled since.
+        """
+        recorded = self._store.settings()
+        if "model" not in recorded:
+            return
+        if self._requested is not None and self._requested != recorded["model"]:
+            raise ModelMismatchError(
+                f"the index at {self.directory} was built with model {recorded['model']!r}, not "
+                f"{self._requested!r}; use another --index for a different model, or leave --model out"
+            )
+        self.model = recorded["model"]
+        self.dimension = int(recorded["dimension"])
+        self.chunk_tokens = int(recorded["chunk_tokens"])
+        self.overlap_tokens = int(recorded["overlap_tokens"])
 
     # -- opening and closing ------------------------------------------------------------------
 
@@ -155,7 +166,8 @@ class Engine:
 
     def _record_settings(self) -> None:
         """Fix the model and chunking of a new index, the first time anything is written."""
-        if "model" in self._store.settings():
+        self._adopt_settings()
+        if self.dimension:
             return
         embedder = self.embedder
         self.dimension = embedder.dimension
@@ -170,56 +182,50 @@ class Engine:
                 }
             )
 
-    # -- the FAISS file -----------------------------------------------------------------------
+    # -- the vectors ------------------------------------------------------------------------
 
-    @property
-    def _vectors_path(self) -> Path:
-        return self.directory / VECTORS_NAME
-
-    def vectors(self) -> VectorIndex:
-        """The FAISS index, loaded and brought up to date with the database if it fell behind."""
+    def vectors(self) -> VectorStore:
+        """The index's vector segments (opened on first use; they follow new revisions by themselves)."""
         if self._vectors is None:
-            try:
-                self._vectors = VectorIndex.load(self._vectors_path, self.dimension)
-            except VectorFileError:
-                self._vectors = VectorIndex(self.dimension, revision=-1)
-        if self._vectors.revision != self._store.revision():
-            self._catch_up(self._vectors)
-            # Persist the repair if nobody is writing; a running writer will save its own.
-            if self._lock.try_acquire():
-                try:
-                    self._vectors.save(self._vectors_path)
-                finally:
-                    self._lock.release()
+            if not self.dimension:
+                raise EmptyIndexError(
+                    f"the index at {self.directory} holds no documents yet; add some with: semsearch index FOLDER"
+                )
+            self._vectors = VectorStore(self.directory, self._store, self.dimension)
+            self._vectors.attach()
         return self._vectors
 
-    def _catch_up(self, vectors: VectorIndex) -> None:
-        """Make the FAISS index hold exactly the database's chunks, embedding nothing."""
-        revision = self._store.revision()
-        stored = self._store.chunk_ids()
-        present = vectors.ids()
-        vectors.remove(np.setdiff1d(present, stored, assume_unique=True))
-        missing = np.setdiff1d(stored, present, assume_unique=True)
-        for ids, batch in self._store.vectors(missing.tolist()):
-            vectors.add(ids, batch)
-        vectors.revision = revision
-
-    def rebuild(self) -> int:
-        """Rewrite the FAISS file from the vectors stored in SQLite; returns how many it holds."""
+    @contextmanager
+    def _writing(self) -> Iterator[VectorStore]:
+        """Hold the write lock, with the model's settings recorded and the segment files sound."""
         with self._lock:
-            vectors = VectorIndex(self.dimension or 1, revision=-1)
-            if self.dimension:
-                self._catch_up(vectors)
-                vectors.save(self._vectors_path)
-            self._vectors = vectors
-            return len(vectors)
+            self._record_settings()
+            vectors = self.vectors()
+            vectors.prepare_writer()
+            yield vectors
+
+    def rebuild(self, vector_index: str | None = None) -> int:
+        """Rewrite the vector segments from the vectors stored in SQLite; returns how many they hold.
+
+        ``vector_index`` (``auto``, ``exact`` or ``ivf``) changes how the index is searched from
+        now on: ``auto`` searches exactly below 100,000 chunks and approximately (IVF) above.
+        """
+        if vector_index is not None and vector_index not in VECTOR_INDEX_SETTINGS:
+            raise ValueError(f"vector index must be one of {', '.join(VECTOR_INDEX_SETTINGS)}")
+        with self._lock:
+            if not self.dimension:
+                return 0
+            vectors = self.vectors()
+            vectors.directory.mkdir(parents=True, exist_ok=True)
+            count = vectors.rebuild(vector_index)
+            vectors.collect_garbage()
+            return count
 
     # -- writing ------------------------------------------------------------------------------
 
     def _indexer(self) -> Indexer:
         return Indexer(
             self._store,
-            self.vectors(),
             lambda: self.embedder,
             chunk_tokens=self.chunk_tokens,
             overlap_tokens=self.overlap_tokens,
@@ -240,15 +246,10 @@ class Engine:
         embedded; files gone from under these folders are removed unless ``prune=False``.
         Ctrl-C stops at a consistent point and the summary says ``interrupted``.
         """
-        with self._lock:
-            self._record_settings()
-            indexer = self._indexer()
-            try:
-                summary = indexer.index_paths(
-                    [Path(p) for p in paths], include=include, exclude=exclude, prune=prune, progress=progress
-                )
-            finally:
-                self._save_vectors()
+        with self._writing():
+            summary = self._indexer().index_paths(
+                [Path(p) for p in paths], include=include, exclude=exclude, prune=prune, progress=progress
+            )
         self._export_query_model()
         return summary
 
@@ -262,7 +263,8 @@ class Engine:
     ) -> IndexSummary:
         """Index text that is not in files. ``ids`` name the documents (default: a content hash);
         adding a text under an existing id replaces it. ``metadata`` is one mapping for all texts
-        or one per text; it can be filtered on in :meth:`search`."""
+        or one per text; it can be filtered on in :meth:`search`. If ``ids`` repeats an id, the
+        last text given under it wins (the same text given twice without ids is added once)."""
         texts = list(texts)
         if ids is not None and len(ids) != len(texts):
             raise ValueError("ids must have one entry per text")
@@ -271,12 +273,23 @@ class Engine:
         if metadata is not None and not isinstance(metadata, Mapping) and len(metadata) != len(texts):
             raise ValueError("metadata must be one mapping, or one per text")
 
+        def title_of(position: int) -> str:
+            return titles[position] if titles is not None else ""
+
+        def digest_of(position: int) -> str:
+            return hashlib.sha256(f"{title_of(position)}\0{texts[position]}".encode()).hexdigest()
+
+        keys = [str(ids[p]) if ids is not None else f"text:{digest_of(p)[:16]}" for p in range(len(texts))]
+        last = {key: position for position, key in enumerate(keys)}  # a repeated id: the last one wins
+
         def documents() -> Iterable[PendingDocument | Skipped]:
             for position, body in enumerate(texts):
-                title = titles[position] if titles is not None else ""
-                digest = hashlib.sha256(f"{title}\0{body}".encode()).hexdigest()
+                key = keys[position]
+                if last[key] != position:
+                    continue
+                title = title_of(position)
+                digest = digest_of(position)
                 extra = metadata if isinstance(metadata, Mapping) or metadata is None else metadata[position]
-                key = str(ids[position]) if ids is not None else f"text:{digest[:16]}"
                 try:
                     parsed = loaders.parse_text(body, title=title)
                 except LoaderError as error:
@@ -293,12 +306,8 @@ class Engine:
                     context=title,
                 )
 
-        with self._lock:
-            self._record_settings()
-            try:
-                summary = self._indexer().index_texts(documents())
-            finally:
-                self._save_vectors()
+        with self._writing():
+            summary = self._indexer().index_texts(documents())
         self._export_query_model()
         return summary
 
@@ -313,21 +322,11 @@ class Engine:
             ]
             if not doomed:
                 return 0
-            vectors = self.vectors()
+            self.vectors().prepare_writer()
             with self._store.writing() as writer:
                 for doc in doomed:
                     writer.delete_document(doc.id)
-            vectors.remove(writer.removed)
-            vectors.revision = writer.revision
-            self._save_vectors()
             return len(doomed)
-
-    def _save_vectors(self) -> None:
-        if self._vectors is None or not self.dimension:
-            return
-        if self._vectors.revision != self._store.revision():
-            self._catch_up(self._vectors)  # e.g. interrupted between a commit and its FAISS update
-        self._vectors.save(self._vectors_path)
 
     # -- searching ----------------------------------------------------------------------------
 
@@ -356,7 +355,9 @@ class Engine:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        if not self.dimension or self._store.chunk_count() == 0:
+        if not self.dimension:
+            self._adopt_settings()
+        if not self.dimension or len(self.vectors()) <= 0:
             raise EmptyIndexError(
                 f"the index at {self.directory} holds no documents yet; add some with: semsearch index FOLDER"
             )
@@ -448,9 +449,7 @@ class Engine:
 
     def status(self) -> IndexStatus:
         settings = self._store.settings()
-        size = self._store.size_bytes()
-        if self._vectors_path.exists():
-            size += self._vectors_path.stat().st_size
+        size = self._store.size_bytes() + index_bytes(self.directory)
         return IndexStatus(
             location=str(self.directory),
             documents=self._store.document_count(),

@@ -22,9 +22,8 @@ from semsearch import loaders
 from semsearch.chunking import chunk_document
 from semsearch.embedder import Embedder
 from semsearch.errors import LoaderError
-from semsearch.store import NewChunk, Store, StoredDocument, Writer, embed_hash
+from semsearch.store import NewChunk, Store, StoredDocument, embed_hash
 from semsearch.types import IndexSummary, ParsedDocument, Skipped
-from semsearch.vector_index import VectorIndex
 from semsearch.walker import FileEntry, walk
 
 # Bump when parsing, chunking or what is embedded changes: documents written by an older version
@@ -91,7 +90,6 @@ class Indexer:
     def __init__(
         self,
         store: Store,
-        vectors: VectorIndex,
         embedder: Callable[[], Embedder],
         *,
         chunk_tokens: int,
@@ -99,7 +97,6 @@ class Indexer:
         skip: Sequence[Path] = (),
     ) -> None:
         self._store = store
-        self._vectors = vectors
         self._embedder_factory = embedder
         self._embedder: Embedder | None = None
         self._chunk_tokens = chunk_tokens
@@ -162,8 +159,7 @@ class Indexer:
                 with self._store.writing() as writer:
                     for doc in missing.values():
                         writer.delete_document(doc.id)
-                    tally.removed += len(missing)
-                self._apply(writer)
+                tally.removed += len(missing)
         except KeyboardInterrupt:
             tally.interrupted = True
         return tally.summary(started)
@@ -200,7 +196,6 @@ class Indexer:
                     if stored is not None:
                         writer.delete_document(stored.id)
                     writer.move_document(origin.id, path=path, size=entry.size, mtime_ns=entry.mtime_ns)
-                self._apply(writer)
                 del missing[origin.path]
                 tally.moved += 1
                 continue
@@ -319,6 +314,7 @@ class Indexer:
                     progress((offset + len(batch)) / len(pending))
             tally.chunks_embedded += len(pending)
         tally.chunks_reused += len(everything) - len(todo)
+        new = changed = 0
         with self._store.writing() as writer:
             for document, prepared in wave:
                 writer.write_document(
@@ -337,19 +333,14 @@ class Indexer:
                     ],
                 )
                 if document.change == "changed":
-                    tally.changed += 1
+                    changed += 1
                 else:
-                    tally.new += 1
-            tally.chunks_added += len(everything)
-        self._apply(writer)
+                    new += 1
+        # Counted once committed: an interrupt inside the transaction rolls all of it back.
+        tally.new += new
+        tally.changed += changed
+        tally.chunks_added += len(everything)
         return len(wave)
-
-    def _apply(self, writer: Writer) -> None:
-        """Mirror a committed transaction in the in-memory FAISS index."""
-        self._vectors.remove(writer.removed)
-        ids, vectors = writer.added_vectors()
-        self._vectors.add(ids, vectors)
-        self._vectors.revision = writer.revision
 
 
 @dataclass(frozen=True)

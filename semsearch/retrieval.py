@@ -1,8 +1,9 @@
 """Ranking: semantic (FAISS), keyword (BM25 over SQLite FTS5) and their fusion.
 
-Each retriever returns ``(chunk_id, score)`` pairs, best first. Filters are applied inside each
-retriever (FAISS id selector, SQL condition), never afterwards, so a filtered search still returns
-the best ``limit`` matching chunks.
+Each retriever returns ``(chunk_id, score)`` pairs, best first. A filtered search still returns
+the best ``limit`` matching chunks: the keyword side filters in SQL; the semantic side first
+searches deeper and keeps the chunks that pass (cheap when the filter passes many), and when too
+few pass, searches only the allowed chunks, which SQL lists (cheap when the filter passes few).
 
 Hybrid search fuses the two rankings with a convex combination of normalised scores (the
 defaults in :class:`FusionSettings` were chosen by measurement on five BEIR datasets; see
@@ -21,9 +22,12 @@ import numpy as np
 
 from semsearch.store import Store
 from semsearch.types import Mode, SearchFilter
-from semsearch.vector_index import VectorIndex
+from semsearch.vector_store import VectorStore
 
 Ranked = list[tuple[int, float]]
+# A filter passing at most this many chunks is searched exactly over the chunks it allows.
+ALLOWED_LIST_MAX = 20_000
+POST_FILTER_DEPTH = 4  # first try: this many times the wanted results, filtered afterwards
 FusionMethod = Literal["convex", "rrf"]
 Normalisation = Literal["minmax", "zscore"]
 
@@ -175,7 +179,7 @@ class Retriever:
     def __init__(
         self,
         store: Store,
-        vectors: VectorIndex,
+        vectors: VectorStore,
         embed_query: Callable[[str], np.ndarray],
         settings: FusionSettings | None = None,
     ) -> None:
@@ -195,19 +199,45 @@ class Retriever:
     def _vector(self, query: str) -> np.ndarray:
         # Embedded once per query, however many times a grouped search deepens.
         if query not in self._query_vectors:
-            self._query_vectors[query] = self._embed_query(query)
+            self._query_vectors[query] = np.asarray(self._embed_query(query), dtype=np.float32).reshape(-1)
         return self._query_vectors[query]
 
-    def semantic(self, query: str, depth: int, where: SearchFilter, *, only: Sequence[int] | None = None) -> Ranked:
-        """Chunks by cosine similarity; ``only`` scores just those chunk ids."""
-        allowed = None if where.empty else self._store.filtered_chunk_ids(where)
-        if only is not None:
-            chosen = np.asarray(only, dtype=np.int64)
-            allowed = chosen if allowed is None else np.intersect1d(allowed, chosen)
-        if allowed is not None and len(allowed) == 0:
-            return []
-        scores, ids = self._vectors.search(self._vector(query), depth, allowed=allowed)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0])]
+    def semantic(self, query: str, depth: int, where: SearchFilter) -> Ranked:
+        """Chunks by cosine similarity to the query, only those passing ``where``."""
+        vector = self._vector(query)
+        if where.empty:
+            found = self._vectors.search(vector, depth)
+            return list(zip(found.ids.tolist(), found.scores.tolist()))
+        # Broad filters: search deeper, keep what passes. Exact search stays exact this way: if
+        # enough of the true top `pool` pass, they are the true top `depth` of what passes.
+        pool = max(depth * POST_FILTER_DEPTH, 40)
+        found = self._vectors.search(vector, pool)
+        passing = self._store.passing_chunk_ids(where, found.ids.tolist())
+        kept = [(int(i), float(s)) for i, s in zip(found.ids, found.scores) if int(i) in passing]
+        if len(kept) >= depth or len(found.ids) < pool:
+            return kept[:depth]
+        # Narrow filters: list the allowed chunks and search only those.
+        allowed = self._store.filtered_chunk_ids(where, limit=ALLOWED_LIST_MAX + 1)
+        if len(allowed) <= ALLOWED_LIST_MAX:
+            found = self._vectors.search(vector, depth, allowed=allowed)
+            return list(zip(found.ids.tolist(), found.scores.tolist()))
+        # In between: deepen the post-filtered search until enough pass.
+        total = max(len(self._vectors), 1)
+        while True:
+            pool = min(total, pool * 4)
+            found = self._vectors.search(vector, pool)
+            passing = self._store.passing_chunk_ids(where, found.ids.tolist())
+            kept = [(int(i), float(s)) for i, s in zip(found.ids, found.scores) if int(i) in passing]
+            if len(kept) >= depth or len(found.ids) < pool or pool >= total:
+                return kept[:depth]
+
+    def semantic_scores(self, query: str, ids: Sequence[int]) -> dict[int, float]:
+        """Cosine similarity of the query to these chunks, from their stored vectors (no search)."""
+        vector = self._vector(query)
+        scores: dict[int, float] = {}
+        for batch_ids, vectors in self._store.vectors(ids):
+            scores.update(zip(batch_ids.tolist(), (vectors @ vector).tolist()))
+        return scores
 
     def keyword(self, query: str, depth: int, where: SearchFilter, *, only: Sequence[int] | None = None) -> Ranked:
         """Chunks by BM25 over their title and text; ``only`` scores just those chunk ids."""
@@ -226,12 +256,13 @@ class Retriever:
         if settings.method == "rrf":
             return reciprocal_rank_fusion([semantic, keyword], k=settings.rrf_k)[:depth]
         # A chunk found by one retriever only gets its real score from the other (BM25 of a chunk
-        # sharing no word with the query is 0), so nothing is ranked on a guess.
+        # sharing no word with the query is 0), so nothing is ranked on a guess. The semantic
+        # score comes from the chunk's stored vector: one vector search per query, not two.
         semantic_scores, keyword_scores = dict(semantic), dict(keyword)
         missing_semantic = [item for item in keyword_scores if item not in semantic_scores]
         missing_keyword = [item for item in semantic_scores if item not in keyword_scores]
         if missing_semantic:
-            semantic_scores.update(self.semantic(query, len(missing_semantic), where, only=missing_semantic))
+            semantic_scores.update(self.semantic_scores(query, missing_semantic))
         if missing_keyword:
             keyword_scores.update(self.keyword(query, len(missing_keyword), where, only=missing_keyword))
         for item in missing_keyword:

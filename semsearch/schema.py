@@ -72,3 +72,24 @@ chunks = Table(
     Index("ix_chunks_document_ordinal", "document_id", "ordinal"),
     sqlite_autoincrement=True,
 )
+
+# The vector side of the index: which segment files are live (see semsearch/vector_store.py).
+# Each segment holds the vectors of the chunks whose ids lie in [min_id, max_id] and were alive
+# when it was written; ranges never overlap, so a chunk id names its segment.
+segments = Table(
+    "segments",
+    metadata,
+    Column("name", String, primary_key=True),  # file name under segments/
+    Column("kind", String, nullable=False),  # "flat" (exact) or "ivf" (approximate)
+    Column("count", Integer, nullable=False),  # vectors in the file, deleted ones included
+    Column("min_id", Integer, nullable=False),
+    Column("max_id", Integer, nullable=False),
+)
+
+# Chunks deleted since their segment was written: a trigger on `chunks` records every delete, in
+# the same transaction, and searches skip these ids until a merge rewrites the segment without them.
+tombstones = Table(
+    "tombstones",
+    metadata,
+    Column("chunk_id", Integer, primary_key=True, autoincrement=False),
+)

@@ -1,8 +1,9 @@
 """SQLite storage through SQLAlchemy: documents, chunks, vectors and settings, schema by Alembic.
 
 The only module (with :mod:`semsearch.schema` and the migrations) that imports SQLAlchemy or Alembic.
-Every write goes through :meth:`Store.writing`, one transaction that also bumps the ``revision``
-setting, which the FAISS file is stamped with so a stale vector file can be recognised.
+Every write goes through :meth:`Store.writing`: one transaction that records which chunks it added
+and removed (its net change), lets the vector store record its segment files in the same
+transaction (:meth:`Store.on_commit`), and bumps the ``revision`` setting that readers watch.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +35,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 
 from semsearch.errors import SchemaTooNewError
-from semsearch.schema import chunks, documents, settings
+from semsearch.schema import chunks, documents, segments, settings, tombstones
 from semsearch.types import ChunkDraft, SearchFilter
 
 DATABASE_NAME = "semsearch.db"
-SCHEMA_HEAD = "0002"  # the newest migration in migrations/versions/
+SCHEMA_HEAD = "0003"  # the newest migration in migrations/versions/
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,28 @@ class ChunkRow:
     page: int | None
 
 
+@dataclass(frozen=True)
+class SegmentRecord:
+    """A live segment file: its name, kind, vector count and the chunk-id range it covers."""
+
+    name: str
+    kind: str
+    count: int
+    min_id: int
+    max_id: int
+
+
+@dataclass(frozen=True)
+class VectorState:
+    """What a reader needs to search the vectors at one revision, read in one transaction."""
+
+    revision: int
+    segments: tuple[SegmentRecord, ...]
+    tombstones: np.ndarray  # ids of deleted chunks that some segment still holds
+    rebuild: bool  # an index from before segments: vectors are only in SQLite until a writer runs
+    kind: str  # the vector_index setting: "auto", "exact" or "ivf"
+
+
 def embed_hash(text_to_embed: str) -> str:
     """The key under which a vector is reused: a hash of the exact string given to the model."""
     return hashlib.sha256(text_to_embed.encode("utf-8")).hexdigest()
@@ -100,6 +123,8 @@ class Store:
         self.path = path
         self._engine = create_engine(f"sqlite:///{path}", future=True)
         event.listen(self._engine, "connect", _configure_connection)
+        self._before_commit: Callable[[Writer], None] | None = None
+        self._after_commit: Callable[[Writer], None] | None = None
         if migrate:
             self._migrate()
 
@@ -175,29 +200,40 @@ class Store:
         with self._engine.connect() as connection:
             return [StoredDocument(*row) for row in connection.execute(query)]
 
-    def chunk_ids(self) -> np.ndarray:
-        with self._engine.connect() as connection:
-            ids = connection.execute(select(chunks.c.id).order_by(chunks.c.id)).scalars().all()
-        return np.asarray(ids, dtype=np.int64)
-
     def vectors(self, ids: Sequence[int] | None = None, *, batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(ids, vectors)`` batches of stored vectors: all of them, or those of ``ids``."""
         with self._engine.connect() as connection:
             if ids is None:
-                result = connection.execute(
-                    select(chunks.c.id, chunks.c.vector).order_by(chunks.c.id)
-                )
-                while rows := result.fetchmany(batch):
+                yield from _vectors_between(connection, None, None, batch)
+                return
+            wanted = [int(i) for i in ids]
+            for offset in range(0, len(wanted), 500):
+                part = wanted[offset : offset + 500]
+                rows = connection.execute(
+                    select(chunks.c.id, chunks.c.vector).where(chunks.c.id.in_(part))
+                ).all()
+                if rows:
                     yield _unpack(rows)
-            else:
-                wanted = list(ids)
-                for offset in range(0, len(wanted), 500):
-                    part = wanted[offset : offset + 500]
-                    rows = connection.execute(
-                        select(chunks.c.id, chunks.c.vector).where(chunks.c.id.in_(part))
-                    ).all()
-                    if rows:
-                        yield _unpack(rows)
+
+    def vectors_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of those of ``ids`` that exist: the search hot path, so plain SQL."""
+        if not len(ids):
+            return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+        wanted = [int(i) for i in ids]
+        rows: list[tuple[int, bytes]] = []
+        with self._engine.connect() as connection:
+            for offset in range(0, len(wanted), 900):
+                part = wanted[offset : offset + 900]
+                marks = ",".join("?" * len(part))
+                rows += connection.exec_driver_sql(f"SELECT id, vector FROM chunks WHERE id IN ({marks})", tuple(part)).all()
+        if not rows:
+            return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+        return _unpack(rows)
+
+    def vectors_between(self, low: int, high: int, *, batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(ids, vectors)`` of the chunks with ids in ``[low, high]``, in id order."""
+        with self._engine.connect() as connection:
+            yield from _vectors_between(connection, low, high, batch)
 
     def vectors_by_embed_hash(self, hashes: Sequence[str]) -> dict[str, bytes]:
         """Stored vectors (raw float32 bytes) for any of these embed hashes that are already known."""
@@ -260,13 +296,27 @@ class Store:
             ).all()
         return dict(rows)
 
-    def filtered_chunk_ids(self, where: SearchFilter) -> np.ndarray:
-        """Ids of every chunk whose document passes the filter."""
+    def filtered_chunk_ids(self, where: SearchFilter, *, limit: int | None = None) -> np.ndarray:
+        """Ids of the chunks whose document passes the filter (at most ``limit`` of them)."""
         query = select(chunks.c.id).join(documents, documents.c.id == chunks.c.document_id)
         query = query.where(*_filter_conditions(where))
+        if limit is not None:
+            query = query.limit(limit)
         with self._engine.connect() as connection:
             ids = connection.execute(query).scalars().all()
         return np.asarray(ids, dtype=np.int64)
+
+    def passing_chunk_ids(self, where: SearchFilter, ids: Sequence[int]) -> set[int]:
+        """Which of these chunks pass the filter (and still exist)."""
+        if not len(ids):
+            return set()
+        query = (
+            select(chunks.c.id)
+            .join(documents, documents.c.id == chunks.c.document_id)
+            .where(chunks.c.id.in_([int(i) for i in ids]), *_filter_conditions(where))
+        )
+        with self._engine.connect() as connection:
+            return set(connection.execute(query).scalars().all())
 
     def keyword_search(
         self,
@@ -314,28 +364,99 @@ class Store:
 
     # -- writes -------------------------------------------------------------------------------
 
+    def on_commit(
+        self, before: Callable[[Writer], None] | None, after: Callable[[Writer], None] | None = None
+    ) -> None:
+        """Run ``before(writer)`` at the end of every write transaction, just before it commits,
+        and ``after(writer)`` once it has committed.
+
+        The vector store writes the transaction's segment file in ``before`` and records it
+        through the writer, so chunks and their vectors change in one commit or not at all; in
+        ``after`` it deletes the files of segments the commit retired.
+        """
+        self._before_commit = before
+        self._after_commit = after
+
     @contextmanager
     def writing(self) -> Iterator[Writer]:
-        """One write transaction; on success the index revision goes up by one."""
+        """One write transaction; if it changed chunks or segments the revision goes up by one."""
         with self._engine.begin() as connection:
             writer = Writer(connection)
             yield writer
-            writer._bump_revision()
+            if self._before_commit is not None:
+                self._before_commit(writer)
+            writer._finish()
+        if self._after_commit is not None:
+            self._after_commit(writer)
+
+    # -- the vector side ----------------------------------------------------------------------
+
+    def vector_state(self) -> VectorState:
+        """Revision, live segments and tombstones, consistent with each other (one snapshot)."""
+        with self._engine.connect() as connection, connection.begin():
+            values = dict(
+                connection.execute(
+                    select(settings.c.key, settings.c.value).where(
+                        settings.c.key.in_(["revision", "vectors_rebuild", "vector_index"])
+                    )
+                ).all()
+            )
+            records = tuple(
+                SegmentRecord(*row)
+                for row in connection.execute(
+                    select(segments.c.name, segments.c.kind, segments.c.count, segments.c.min_id, segments.c.max_id)
+                    .order_by(segments.c.min_id)
+                )
+            )
+            dead = connection.exec_driver_sql("SELECT chunk_id FROM tombstones").fetchall()
+        return VectorState(
+            revision=int(values.get("revision", 0)),
+            segments=records,
+            tombstones=np.fromiter((row[0] for row in dead), dtype=np.int64, count=len(dead)),
+            rebuild="vectors_rebuild" in values,
+            kind=values.get("vector_index", "auto"),
+        )
+
+    def has_chunks(self) -> bool:
+        with self._engine.connect() as connection:
+            return connection.exec_driver_sql("SELECT EXISTS (SELECT 1 FROM chunks)").scalar() == 1
 
 
 class Writer:
-    """Write operations inside one transaction (see :meth:`Store.writing`)."""
+    """Write operations inside one transaction (see :meth:`Store.writing`).
+
+    It keeps the transaction's *net* change to the set of chunks: a chunk inserted and deleted in
+    the same transaction appears in neither :attr:`added` nor :attr:`removed`, so no vector of it
+    can reach a segment file.
+    """
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        self.added: list[int] = []
-        self.removed: list[int] = []
-        self.vectors: list[np.ndarray] = []
+        self._added: dict[int, np.ndarray] = {}  # chunk id -> vector, in insertion order
+        self.removed: list[int] = []  # chunks that existed before this transaction
+        self._transient: list[int] = []  # inserted and deleted here
+        self._segments_changed = False
         self.revision = 0  # the revision this transaction commits as
+
+    @property
+    def added(self) -> list[int]:
+        return list(self._added)
+
+    @property
+    def changed(self) -> bool:
+        """Whether this transaction changes what a search can find."""
+        return bool(self._added or self.removed or self._segments_changed)
 
     def set_settings(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
             self._set(key, str(value))
+
+    def setting(self, key: str, default: str) -> str:
+        value = self._connection.execute(select(settings.c.value).where(settings.c.key == key)).scalar()
+        return default if value is None else str(value)
+
+    def delete_setting(self, key: str) -> None:
+        self._connection.execute(delete(settings).where(settings.c.key == key))
 
     def _set(self, key: str, value: str) -> None:
         self._connection.execute(
@@ -346,18 +467,71 @@ class Writer:
             {"key": key, "value": value},
         )
 
-    def _bump_revision(self) -> None:
+    def _finish(self) -> None:
+        if self._transient:  # the delete trigger tombstoned ids that never reached a segment
+            for offset in range(0, len(self._transient), 500):
+                part = self._transient[offset : offset + 500]
+                self._connection.execute(delete(tombstones).where(tombstones.c.chunk_id.in_(part)))
         current = int(
             self._connection.execute(
                 select(settings.c.value).where(settings.c.key == "revision")
             ).scalar()
             or 0
         )
-        # Only a change to the set of chunks makes the FAISS file stale.
-        self.revision = current + 1 if (self.added or self.removed) else current
+        self.revision = current + 1 if self.changed else current
         if self.revision != current:
             self._set("revision", str(self.revision))
-            self._set("last_indexed", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            if self._added or self.removed:
+                self._set("last_indexed", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    # -- segments (used by the vector store inside the transaction) ----------------------------
+
+    def segments(self) -> list[SegmentRecord]:
+        rows = self._connection.execute(
+            select(segments.c.name, segments.c.kind, segments.c.count, segments.c.min_id, segments.c.max_id)
+            .order_by(segments.c.min_id)
+        )
+        return [SegmentRecord(*row) for row in rows]
+
+    def tombstone_counts(self) -> dict[str, int]:
+        """Deleted chunks still held by each segment, by segment name."""
+        rows = self._connection.exec_driver_sql(
+            "SELECT s.name, COUNT(*) FROM tombstones t JOIN segments s "
+            "ON t.chunk_id BETWEEN s.min_id AND s.max_id GROUP BY s.name"
+        )
+        return dict(rows.all())
+
+    def vectors_between(self, low: int, high: int, *, batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Live chunk vectors with ids in ``[low, high]`` as this transaction sees them."""
+        yield from _vectors_between(self._connection, low, high, batch)
+
+    def replace_segments(self, drop: Sequence[str], add: Sequence[SegmentRecord]) -> None:
+        """Retire segments and record new ones; tombstones in the dropped ranges are cleared.
+
+        The new segments must hold every live chunk of the ranges they replace.
+        """
+        dropped = self._connection.execute(
+            select(segments.c.min_id, segments.c.max_id).where(segments.c.name.in_(list(drop)))
+        ).all()
+        for low, high in dropped:
+            self._connection.execute(delete(tombstones).where(tombstones.c.chunk_id.between(low, high)))
+        if drop:
+            self._connection.execute(delete(segments).where(segments.c.name.in_(list(drop))))
+        for record in add:
+            self._connection.execute(
+                segments.insert().values(
+                    name=record.name, kind=record.kind, count=record.count, min_id=record.min_id, max_id=record.max_id
+                )
+            )
+        self._segments_changed = self._segments_changed or bool(drop or add)
+
+    def clear_tombstones(self) -> None:
+        """Forget every tombstone (a rebuild writes segments of live chunks only)."""
+        self._connection.execute(delete(tombstones))
+        self._segments_changed = True
+
+    def max_chunk_id(self) -> int:
+        return int(self._connection.execute(select(func.max(chunks.c.id))).scalar() or 0)
 
     def write_document(
         self,
@@ -416,8 +590,8 @@ class Writer:
             ids = self._connection.execute(
                 chunks.insert().returning(chunks.c.id, sort_by_parameter_order=True), rows
             ).scalars().all()
-            self.added.extend(ids)
-            self.vectors.append(np.stack([np.asarray(c.vector, dtype=np.float32) for c in new_chunks]))
+            for chunk_id, chunk in zip(ids, new_chunks):
+                self._added[int(chunk_id)] = np.asarray(chunk.vector, dtype=np.float32)
         return int(document_id)
 
     def move_document(self, document_id: int, *, path: str, size: int, mtime_ns: int) -> None:
@@ -444,13 +618,19 @@ class Writer:
         ).scalars().all()
         if ids:
             self._connection.execute(delete(chunks).where(chunks.c.document_id == document_id))
-            self.removed.extend(ids)
+            for chunk_id in ids:
+                if self._added.pop(chunk_id, None) is not None:
+                    self._transient.append(chunk_id)
+                else:
+                    self.removed.append(chunk_id)
 
     def added_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of every chunk added in this transaction."""
-        if not self.added:
+        """(ids, vectors) of the chunks this transaction adds and keeps, in id order."""
+        if not self._added:
             return np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32)
-        return np.asarray(self.added, dtype=np.int64), np.concatenate(self.vectors)
+        ids = np.fromiter(self._added, dtype=np.int64, count=len(self._added))
+        order = np.argsort(ids)
+        return ids[order], np.stack(list(self._added.values()))[order]
 
 
 _DOCUMENT_COLUMNS = (
@@ -474,6 +654,17 @@ def _configure_connection(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _vectors_between(
+    connection: Connection, low: int | None, high: int | None, batch: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    query = select(chunks.c.id, chunks.c.vector).order_by(chunks.c.id)
+    if low is not None and high is not None:
+        query = query.where(chunks.c.id.between(low, high))
+    result = connection.execute(query)
+    while rows := result.fetchmany(batch):
+        yield _unpack(rows)
 
 
 def _unpack(rows: Sequence[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,145 +1,207 @@
-"""The FAISS side of an index: chunk ids and vectors only, exact inner-product search.
+"""Segment files: immutable FAISS indexes of (chunk id, vector), opened memory-mapped.
 
-The only module that imports faiss. The file is derived data: it is stamped with the database
-revision it reflects and rewritten atomically (temp file, fsync, rename), so a crash leaves either
-the old file or the new one, never half of one. Vectors are L2-normalised float32, so inner
-product is cosine similarity. Exact search is used on purpose: at a few hundred thousand 384-d
-vectors it is a few milliseconds, and an approximate index would cost recall (see docs/design.md).
+The only module that imports faiss. A segment is written once, atomically (temporary file, fsync,
+rename), and never changed; deletions are applied at search time by an id selector, and
+:mod:`semsearch.vector_store` decides which segments are live. Every segment is a FAISS
+``IndexIVFScalarQuantizer`` with inner-product metric (vectors are L2-normalised: cosine):
+
+- ``flat``: one inverted list (a single zero centroid), so a search scans every vector; vectors
+  are stored as float16, so a score is within :data:`FLAT_SCORE_ERROR` of the exact cosine;
+- ``ivf``: about sqrt(n) lists trained by k-means on the segment's own vectors, vectors stored as
+  8-bit codes; a search scans the lists nearest the query (approximate).
+
+Segment scores are only for choosing candidates: the vector store rescores candidates with the
+float32 vectors kept in SQLite, and uses the error bound to prove a flat search exact. One FAISS
+type for both kinds lets FAISS memory-map either (``IO_FLAG_MMAP``): opening a segment reads a few
+hundred bytes, and the operating system pages codes in as searches touch them.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
-import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from semsearch.errors import SemsearchError
 
-VECTORS_NAME = "vectors.faiss"
-_MAGIC = b"SEMSRCH1"
-_SINGLE_THREAD_BELOW = 200_000  # vectors x queries
+KINDS = ("flat", "ivf")
+# float16 keeps 11 significant bits: |q.v - q.v16| <= 2**-11 * |q| * |v| ~ 4.9e-4 for unit vectors.
+FLAT_SCORE_ERROR = 1e-3
+# k-means samples per list; FAISS warns below 39 and gains little above ~64.
+_TRAIN_PER_LIST = 48
 _CORES = os.cpu_count() or 1
 
 
 class VectorFileError(SemsearchError):
-    """The FAISS file is missing or unreadable; it will be rebuilt from the database."""
+    """A segment file is missing or unreadable; it is rebuilt from the vectors in SQLite."""
 
 
-class VectorIndex:
-    """A FAISS ``IndexIDMap2`` over ``IndexFlatIP``: chunk id -> vector."""
+def list_count(vectors: int) -> int:
+    """Inverted lists for an IVF segment of this many vectors: about sqrt(n), at least 16.
 
-    def __init__(self, dimension: int, *, revision: int = 0, faiss_index=None) -> None:
+    sqrt(n) keeps both halves of a search (ranking the centroids, scanning the probed lists)
+    small, and k-means on n/sqrt(n) * 48 samples trains in a few seconds at a million vectors.
+    """
+    return max(16, int(round(math.sqrt(vectors))))
+
+
+def probe_count(lists: int, fraction: float) -> int:
+    """Lists to scan for a search: ``fraction`` of them, at least 8 (all of them for tiny indexes)."""
+    return min(lists, max(8, int(math.ceil(lists * fraction))))
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The nearest vectors to one query, best first: chunk ids and their cosine similarities."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+
+class Selector:
+    """Which chunk ids a search may return: all but ``excluded``, or only ``allowed``.
+
+    Built once and reused for every segment of a search (FAISS copies the ids into a hash set,
+    so building costs time proportional to the ids given, never to the index).
+    """
+
+    def __init__(self, *, excluded: np.ndarray | None = None, allowed: np.ndarray | None = None) -> None:
         import faiss
 
-        self.dimension = dimension
-        self.revision = revision
-        self._index = faiss_index or faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        self._keep: list = []  # FAISS selectors hold raw pointers to each other; keep them alive
+        selector = None
+        if allowed is not None:
+            selector = self._hold(faiss.IDSelectorBatch(_ids(allowed)))
+        elif excluded is not None and len(excluded):
+            inner = self._hold(faiss.IDSelectorBatch(_ids(excluded)))
+            selector = self._hold(faiss.IDSelectorNot(inner))
+        self.faiss_selector = selector
 
-    def __len__(self) -> int:
-        return int(self._index.ntotal)
+    def _hold(self, selector):
+        self._keep.append(selector)
+        return selector
 
-    def ids(self) -> np.ndarray:
+
+class Segment:
+    """One open segment file (or an in-memory one built from stored vectors)."""
+
+    def __init__(self, name: str, index, *, path: Path | None = None) -> None:
+        self.name = name
+        self.path = path
+        self._index = index
+        self.count = int(index.ntotal)
+        self.dimension = int(index.d)
+        self.lists = int(index.nlist)
+        self.kind = "flat" if self.lists == 1 else "ivf"
+
+    @classmethod
+    def open(cls, path: Path, dimension: int) -> Segment:
+        """Memory-map a segment file; raises :class:`VectorFileError` if it cannot be used."""
         import faiss
 
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
+        if not path.is_file():
+            raise VectorFileError(f"{path} is missing")
+        try:
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except Exception as error:  # faiss raises RuntimeError for damaged data
+            raise VectorFileError(f"{path} is unreadable ({error})") from None
+        if not isinstance(index, faiss.IndexIVFScalarQuantizer) or index.d != dimension:
+            raise VectorFileError(f"{path} is not a {dimension}-dimensional semsearch segment")
+        return cls(path.name, index, path=path)
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        if len(ids) == 0:
-            return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.shape != (len(ids), self.dimension):
-            raise ValueError(f"expected vectors of shape ({len(ids)}, {self.dimension}), got {vectors.shape}")
-        self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+    @classmethod
+    def in_memory(cls, name: str, ids: np.ndarray, vectors: np.ndarray) -> Segment:
+        """A flat segment held in memory (a reader's stand-in for a file it cannot open)."""
+        return cls(name, _build(ids, vectors, "flat"))
 
-    def remove(self, ids: np.ndarray | list[int]) -> None:
-        import faiss
-
-        if len(ids) == 0:
-            return
-        self._index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
-
-    def search(
-        self, queries: np.ndarray, limit: int, *, allowed: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``limit`` nearest chunks to each query: ``(scores, ids)``, each of shape (n, limit').
-
-        ``allowed`` restricts the search to those chunk ids *before* ranking, so a filtered search
-        returns the best ``limit`` allowed chunks. Missing results (fewer vectors than ``limit``)
-        are dropped: the returned width is ``min(limit, candidates)``.
-        """
+    def search(self, queries: np.ndarray, limit: int, *, selector: Selector | None = None, probe: float = 1.0) -> list[SearchResult]:
+        """The ``limit`` best vectors for each query; ``probe`` is the fraction of lists scanned."""
         import faiss
 
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
-        candidates = len(self) if allowed is None else min(len(self), len(allowed))
-        width = min(limit, candidates)
+        width = min(limit, self.count)
         if width <= 0:
-            return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
-        params = None
-        if allowed is not None:
-            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-            params = faiss.SearchParameters(sel=selector)
-        # One query over a modest index is faster on one thread: measured here on 10,387 vectors,
-        # 1.0 ms with 1 OpenMP thread vs 1.8 ms with 2 (11-24 ms with 2 on a busy machine).
-        # Large indexes still get every core.
-        faiss.omp_set_num_threads(1 if len(self) * len(queries) < _SINGLE_THREAD_BELOW else _CORES)
+            return [SearchResult(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in queries]
+        nprobe = 1 if self.lists == 1 else probe_count(self.lists, probe)
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
+        if selector is not None and selector.faiss_selector is not None:
+            params.sel = selector.faiss_selector
         scores, ids = self._index.search(queries, width, params=params)
-        # An allowed id that is not in the index would leave -1 holes at the end; trim them.
-        keep = (ids >= 0).all(axis=0)
-        return scores[:, keep], ids[:, keep]
+        results = []
+        for row_scores, row_ids in zip(scores, ids):
+            found = row_ids >= 0  # fewer matches than `width` leave -1 holes at the end
+            results.append(SearchResult(row_ids[found].astype(np.int64), row_scores[found]))
+        return results
 
-    # -- persistence --------------------------------------------------------------------------
-
-    def save(self, path: Path) -> None:
-        """Write atomically: a reader sees the old file or the new one, whole."""
+    def ids(self) -> np.ndarray:
+        """Every chunk id in the segment (reads the whole id part of the file)."""
         import faiss
 
-        payload = faiss.serialize_index(self._index).tobytes()
-        header = json.dumps(
-            {"revision": self.revision, "count": len(self), "dimension": self.dimension}
-        ).encode()
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(temporary, "wb") as handle:
-                handle.write(_MAGIC + struct.pack("<Q", len(header)) + header)
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        finally:
-            if temporary.exists():
-                temporary.unlink()
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        lists = self._index.invlists
+        parts = []
+        for number in range(self.lists):
+            size = lists.list_size(number)
+            if size:
+                pointer = lists.get_ids(number)
+                parts.append(faiss.rev_swig_ptr(pointer, size).copy())
+                lists.release_ids(number, pointer)
+        return np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
 
-    @classmethod
-    def load(cls, path: Path, dimension: int) -> VectorIndex:
-        """Read a file written by :meth:`save`; raises :class:`VectorFileError` if it is unusable."""
-        import faiss
 
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise VectorFileError(f"{path} is missing") from None
-        except OSError as error:
-            raise VectorFileError(f"{path} cannot be read: {error.strerror}") from None
-        try:
-            if data[:8] != _MAGIC:
-                raise ValueError("not a semsearch vector file")
-            (length,) = struct.unpack("<Q", data[8:16])
-            header = json.loads(data[16 : 16 + length])
-            index = faiss.deserialize_index(np.frombuffer(data[16 + length :], dtype=np.uint8))
-            if index.d != dimension or header["dimension"] != dimension:
-                raise ValueError("dimension does not match the database")
-            if index.ntotal != header["count"]:
-                raise ValueError("vector count does not match its header")
-            if not isinstance(index, faiss.IndexIDMap2):
-                raise ValueError("unexpected FAISS index type")
-        except Exception as error:  # faiss raises RuntimeError for corrupt data; any failure means rebuild
-            raise VectorFileError(f"{path} is unreadable ({error})") from None
-        return cls(dimension, revision=int(header["revision"]), faiss_index=index)
+def write_segment(path: Path, ids: np.ndarray, vectors: np.ndarray, *, kind: str) -> None:
+    """Build a segment of ``kind`` and write it atomically: readers see no file or a whole one."""
+    import faiss
+
+    index = _build(ids, vectors, kind)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        faiss.write_index(index, str(temporary))
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    sync_directory(path.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync a directory, so a rename or unlink inside it survives a power cut."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _build(ids: np.ndarray, vectors: np.ndarray, kind: str):
+    import faiss
+
+    if kind not in KINDS:
+        raise ValueError(f"segment kind must be one of {', '.join(KINDS)}")
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = _ids(ids)
+    if vectors.ndim != 2 or len(vectors) != len(ids):
+        raise ValueError(f"expected one vector per id, got {vectors.shape} for {len(ids)} ids")
+    dimension = vectors.shape[1]
+    quantizer = faiss.IndexFlatIP(dimension)
+    if kind == "flat" or len(ids) < 16 * _TRAIN_PER_LIST:
+        quantizer.add(np.zeros((1, dimension), dtype=np.float32))
+        lists, codes = 1, faiss.ScalarQuantizer.QT_fp16
+    else:
+        lists, codes = list_count(len(ids)), faiss.ScalarQuantizer.QT_8bit
+    # by_residual=False: codes encode the vector itself, so one trained range serves every list.
+    index = faiss.IndexIVFScalarQuantizer(quantizer, dimension, lists, codes, faiss.METRIC_INNER_PRODUCT, False)
+    sample = min(len(ids), max(lists, 16) * _TRAIN_PER_LIST)
+    chosen = np.sort(np.random.default_rng(len(ids)).choice(len(ids), size=sample, replace=False))
+    faiss.omp_set_num_threads(_CORES)
+    index.train(vectors[chosen] if len(chosen) else np.zeros((1, dimension), np.float32))
+    index.add_with_ids(vectors, ids)
+    return index
+
+
+def _ids(ids) -> np.ndarray:
+    return np.ascontiguousarray(ids, dtype=np.int64)

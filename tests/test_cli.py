@@ -200,10 +200,8 @@ def test_sigterm_stops_indexing_like_ctrl_c(tmp_path):
     assert process.returncode == 130, err
     summary = json.loads(out)
     assert summary["interrupted"] and 0 < summary["new"] < 400
-    import sqlite3
+    from vectors_on_disk import live_vector_ids, stored_chunk_ids
 
-    from semsearch.vector_index import VectorIndex
-
-    chunks = sqlite3.connect(index / "semsearch.db").execute("SELECT count(*) FROM chunks").fetchone()[0]
-    assert len(VectorIndex.load(index / "vectors.faiss", 64)) == chunks > 0
+    chunks = stored_chunk_ids(index)
+    assert list(live_vector_ids(index, 64)) == list(chunks) and len(chunks) > 0
     assert "Traceback" not in err and os.path.exists(index / "write.lock")

@@ -18,7 +18,7 @@ from semsearch.errors import (
     ModelMismatchError,
 )
 from semsearch.locking import WriteLock
-from semsearch.vector_index import VECTORS_NAME, VectorIndex
+from vectors_on_disk import live_vector_ids, segment_files, stored_chunk_ids
 
 
 def open_engine(path: Path, embedder, **options):
@@ -174,41 +174,64 @@ def test_bad_files_are_skipped_with_reasons(tmp_path, fake_embedder):
     assert "pdf" in reasons["truncated.pdf"]
 
 
-def test_faiss_file_deleted_or_corrupted_is_rebuilt_with_identical_results(tmp_path, docs, fake_embedder):
+def test_damaged_segment_files_are_searched_from_sqlite_then_repaired(tmp_path, docs, fake_embedder):
     index_dir = tmp_path / "idx"
     with open_engine(index_dir, fake_embedder) as engine:
         engine.index(docs)
         expected = [(h.chunk_id, round(h.score, 5)) for h in engine.search("bread crust oven", mode="semantic")]
-    faiss_file = index_dir / VECTORS_NAME
     for damage in ("delete", "corrupt", "truncate"):
-        if damage == "delete":
-            faiss_file.unlink()
-        elif damage == "corrupt":
-            faiss_file.write_bytes(b"not a faiss file at all" * 10)
-        else:
-            faiss_file.write_bytes(faiss_file.read_bytes()[:100])
+        files = segment_files(index_dir)
+        assert files
+        for path in files:
+            if damage == "delete":
+                path.unlink()
+            elif damage == "corrupt":
+                path.write_bytes(b"not a faiss file at all" * 10)
+            else:
+                path.write_bytes(path.read_bytes()[:100])
         fake_embedder.embedded.clear()
         with open_engine(index_dir, fake_embedder) as engine:
             got = [(h.chunk_id, round(h.score, 5)) for h in engine.search("bread crust oven", mode="semantic")]
-        assert got == expected, damage
+            assert got == expected, damage
+            assert engine.vectors().damaged  # a reader notices, and writes nothing
+            assert all(not path.exists() or path.stat().st_size <= 230 for path in files)
+            engine.index(docs)  # the next writer repairs
+            assert not engine.vectors().damaged
         assert fake_embedder.embedded == ["bread crust oven"]  # only the query, nothing re-embedded
-        assert VectorIndex.load(faiss_file, fake_embedder.dimension).revision >= 1  # repaired on disk
-        if damage == "delete":
-            assert faiss_file.exists()
+        assert list(live_vector_ids(index_dir, fake_embedder.dimension)) == list(stored_chunk_ids(index_dir))
 
 
-def test_stale_faiss_file_is_caught_up(tmp_path, docs, fake_embedder):
+def test_a_crash_before_commit_leaves_garbage_that_the_next_writer_deletes(tmp_path, docs, fake_embedder):
     index_dir = tmp_path / "idx"
     with open_engine(index_dir, fake_embedder) as engine:
         engine.index(docs / "garden")
-    stale = (index_dir / VECTORS_NAME).read_bytes()
+    before = segment_files(index_dir)
+    stray = index_dir / "segments" / "0123456789abcdef.flat"
+    stray.write_bytes(before[0].read_bytes())  # a segment written whose transaction never committed
+    (index_dir / "segments" / ".x.flat.99.tmp").write_bytes(b"half a file")
     with open_engine(index_dir, fake_embedder) as engine:
+        assert {h.chunk_id for h in engine.search("tomato", limit=50, mode="semantic")} <= set(
+            stored_chunk_ids(index_dir).tolist()
+        )
+        assert stray.exists()  # readers never delete
         engine.index(docs / "kitchen")
         expected = [h.chunk_id for h in engine.search("onion soup butter", mode="semantic")]
-    (index_dir / VECTORS_NAME).write_bytes(stale)  # as if the process died before saving FAISS
+    assert not stray.exists() and not (index_dir / "segments" / ".x.flat.99.tmp").exists()
+    assert list(live_vector_ids(index_dir, fake_embedder.dimension)) == list(stored_chunk_ids(index_dir))
     with open_engine(index_dir, fake_embedder) as engine:
         assert [h.chunk_id for h in engine.search("onion soup butter", mode="semantic")] == expected
-        assert len(engine.vectors()) == engine.status().chunks
+
+
+def test_an_open_reader_sees_new_revisions_without_reopening(tmp_path, docs, fake_embedder):
+    index_dir = tmp_path / "idx"
+    with open_engine(index_dir, fake_embedder) as writer, open_engine(index_dir, fake_embedder) as reader:
+        writer.index(docs / "garden")
+        assert {Path(h.path).name for h in reader.search("tomatoes roses", limit=10)} == {"tomatoes.md", "roses.txt"}
+        writer.index(docs)
+        assert "soup.rst" in {Path(h.path).name for h in reader.search("onion soup", limit=3)}
+        writer.remove(docs / "kitchen")
+        assert all("kitchen" not in h.path for h in reader.search("onion soup bread", limit=10))
+        assert not reader._lock.held
 
 
 def test_rebuild_gives_identical_results(tmp_path, docs, fake_embedder):
@@ -262,7 +285,7 @@ def test_interrupted_run_leaves_a_consistent_index_and_resumes(tmp_path, fake_em
         assert not summary.interrupted
         assert summary.unchanged == partial.documents and summary.new == 20 - partial.documents
         assert engine.status().documents == 20
-        assert len(VectorIndex.load(index_dir / VECTORS_NAME, fake_embedder.dimension)) == engine.status().chunks
+        assert list(live_vector_ids(index_dir, fake_embedder.dimension)) == list(stored_chunk_ids(index_dir))
 
 
 def test_add_texts_search_metadata_and_replace(tmp_path, fake_embedder):

@@ -1,0 +1,393 @@
+"""The vector side of an index: a set of immutable segment files, kept in step with SQLite.
+
+SQLite is the source of truth (every chunk's float32 vector is stored with it); segment files are
+derived, and each write costs what it changed:
+
+- every write transaction that adds chunks writes one new segment file holding just their
+  vectors, *before* it commits, and records it in the ``segments`` table in the same
+  transaction, so a crash leaves the old set of segments or the new one; a file that no commit
+  recorded is garbage, deleted by the next writer;
+- deleting a chunk leaves a tombstone (a trigger on ``chunks``, same transaction); searches skip
+  tombstoned ids until a merge rewrites their segment;
+- merges (in the same transaction as the write that triggers them) combine runs of adjacent
+  segments of similar size, and rewrite alone a segment that is mostly tombstones, so the number
+  of segments stays small and each vector is rewritten a logarithmic number of times;
+- readers never write and never lock: they watch the ``revision`` setting and, when it moves,
+  re-read the (small) segment and tombstone tables and memory-map only the new files.
+
+An index of at least :data:`APPROXIMATE_FROM` chunks is searched approximately: its segments are
+FAISS IVF indexes (see :mod:`semsearch.vector_index`) probed at :data:`DEFAULT_PROBE`; below that
+every segment is flat and search is exact. The ``vector_index`` setting (``auto``, ``exact``,
+``ivf``) overrides the choice; ``rebuild`` applies a new one.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from semsearch.store import SegmentRecord, Store, VectorState, Writer
+from semsearch.vector_index import (
+    FLAT_SCORE_ERROR,
+    SearchResult,
+    Segment,
+    Selector,
+    VectorFileError,
+    sync_directory,
+    write_segment,
+)
+
+SEGMENTS_DIR = "segments"
+LEGACY_FILE = "vectors.faiss"  # the single FAISS file of schema 0002 and before
+SETTINGS = ("auto", "exact", "ivf")
+
+# Chosen by measurement (docs/benchmarks.md): exact search over 100k 384-d vectors takes ~12 ms
+# on two cores and grows linearly; IVF probing 3% of the lists keeps recall@10 >= 0.95.
+APPROXIMATE_FROM = 100_000
+LEAVE_APPROXIMATE_BELOW = 75_000  # hysteresis: an index hovering at the threshold is not rewritten back and forth
+MIN_IVF_SEGMENT = 1_024  # smaller segments stay flat: too few vectors to train lists on, and cheap to scan
+DEFAULT_PROBE = 0.03
+RESCORE_EXTRA = 32  # candidates rescored beyond those asked for (at least half as many again)
+
+MERGE_FACTOR = 8  # merge this many adjacent segments of similar size
+MERGE_SKEW = 2.0 / MERGE_FACTOR  # ... when none holds more than this share of their vectors
+MAX_SEGMENTS = 24  # past this, merge the cheapest run even if unbalanced
+TOMBSTONE_SHARE = 0.25  # rewrite a segment alone once this share of it is deleted
+REBUILD_SLICE = 1_000_000  # a rebuild writes segments of at most this many vectors
+
+
+class VectorStore:
+    """The live segments of one index, for searching (any process) and writing (the lock holder)."""
+
+    def __init__(self, directory: Path, store: Store, dimension: int) -> None:
+        self.directory = directory / SEGMENTS_DIR
+        self._index_directory = directory
+        self._store = store
+        self.dimension = dimension
+        self.revision: int | None = None
+        self._segments: dict[str, Segment] = {}
+        self._excluded: Selector | None = None
+        self._live = 0
+        self._damaged: tuple[str, ...] = ()  # segments a reader had to rebuild in memory
+        self._retired: list[str] = []  # segment files to delete once the current commit is done
+        self.probe = DEFAULT_PROBE
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Live vectors (approximately, while tombstones await their merge)."""
+        self.refresh()
+        return self._live
+
+    def refresh(self) -> None:
+        """Pick up a newer revision: open new segments, forget retired ones, reload tombstones.
+
+        Costs one small query when nothing changed. A segment file that a concurrent merge
+        deleted after this reader read the table is handled by reading the table again.
+        """
+        revision = self._store.revision()
+        if revision == self.revision:
+            return
+        for _attempt in range(5):
+            state = self._store.vector_state()
+            try:
+                self._load(state, stand_in=False)
+                return
+            except VectorFileError:
+                continue
+        self._load(self._store.vector_state(), stand_in=True)
+
+    def _load(self, state: VectorState, *, stand_in: bool) -> None:
+        if state.rebuild:  # an index from before segments: its vectors are only in SQLite
+            ids, vectors = _collect(self._store.vectors())
+            segments = {"sqlite": Segment.in_memory("sqlite", ids, vectors)} if len(ids) else {}
+            self._install(state, segments, damaged=())
+            return
+        segments: dict[str, Segment] = {}
+        damaged = []
+        for record in state.segments:
+            segment = self._segments.get(record.name)
+            if segment is None or segment.path is None:
+                try:
+                    segment = Segment.open(self.directory / record.name, self.dimension)
+                except VectorFileError:
+                    if not stand_in:
+                        raise
+                    # Readers never write: search this range from SQLite until a writer repairs it.
+                    ids, vectors = _collect(self._store.vectors_between(record.min_id, record.max_id))
+                    damaged.append(record.name)
+                    if not len(ids):
+                        continue
+                    segment = Segment.in_memory(record.name, ids, vectors)
+            segments[record.name] = segment
+        self._install(state, segments, damaged=tuple(damaged))
+
+    def _install(self, state: VectorState, segments: dict[str, Segment], *, damaged: tuple[str, ...]) -> None:
+        self._segments = segments
+        self._excluded = Selector(excluded=state.tombstones) if len(state.tombstones) else None
+        self._live = sum(segment.count for segment in segments.values()) - len(state.tombstones)
+        if state.rebuild:
+            self._live = sum(segment.count for segment in segments.values())
+        self._damaged = damaged
+        self.revision = state.revision
+
+    @property
+    def damaged(self) -> tuple[str, ...]:
+        """Segments whose files could not be opened (searched from SQLite until a writer repairs them)."""
+        self.refresh()
+        return self._damaged
+
+    def segments(self) -> list[Segment]:
+        self.refresh()
+        return list(self._segments.values())
+
+    def search(self, query: np.ndarray, limit: int, *, allowed: np.ndarray | None = None) -> SearchResult:
+        """The ``limit`` nearest live chunks to one query vector, best first, with exact cosines.
+
+        Segments store compressed vectors, so their scores only pick candidates: a few more than
+        ``limit`` are rescored with the float32 vectors in SQLite. When every segment is flat,
+        the result is provably what brute force returns: a vector left out scored at most the last
+        candidate's compressed score, so its cosine is at most that plus the compression error;
+        if the ``limit``-th rescored cosine is not above that bound, the search goes deeper.
+        ``allowed`` restricts the search to those chunk ids, scanning every list (exact).
+        """
+        self.refresh()
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+        if allowed is not None:
+            if len(allowed) == 0:
+                return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
+            selector, probe = Selector(allowed=allowed), 1.0
+        else:
+            selector, probe = self._excluded, self.probe
+        exact = allowed is not None or all(segment.kind == "flat" for segment in self._segments.values())
+        depth = limit + max(limit // 2, RESCORE_EXTRA)
+        while True:
+            parts = [segment.search(query, depth, selector=selector, probe=probe)[0] for segment in self._segments.values()]
+            candidates = merge_results(parts, depth)
+            rescored = self._rescore(query[0], candidates.ids)
+            exhausted = len(candidates.ids) < depth
+            proven = (
+                exact
+                and len(rescored.ids) >= limit
+                and rescored.scores[limit - 1] >= candidates.scores[-1] + FLAT_SCORE_ERROR
+            )
+            if exhausted or proven or not exact:
+                return SearchResult(rescored.ids[:limit], rescored.scores[:limit])
+            depth *= 4
+
+    def _rescore(self, query: np.ndarray, ids: np.ndarray) -> SearchResult:
+        """Exact cosines from the stored float32 vectors, best first (ties by id); ids deleted
+        since the segments were read drop out."""
+        found_ids, vectors = self._store.vectors_of(ids)
+        if not len(found_ids):
+            return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
+        scores = vectors @ query
+        order = np.lexsort((found_ids, -scores))
+        return SearchResult(found_ids[order], scores[order])
+
+    # -- writing (the caller holds the index's write lock) -------------------------------------
+
+    def attach(self) -> None:
+        """Make every write transaction of the store keep the segments in step."""
+        self._store.on_commit(self._before_commit, self._after_commit)
+
+    def prepare_writer(self) -> list[str]:
+        """Bring the files in line with the database before writing; says what it repaired.
+
+        Converts an index from before segments, rewrites segment files that are missing or
+        damaged (from SQLite, embedding nothing), and deletes files no commit recorded (left by
+        a crash).
+        """
+        repaired: list[str] = []
+        self.directory.mkdir(parents=True, exist_ok=True)
+        state = self._store.vector_state()
+        if state.rebuild:
+            self.rebuild()
+            repaired.append("wrote segments for an index from an older semsearch")
+        else:
+            broken = []
+            for record in state.segments:
+                try:
+                    Segment.open(self.directory / record.name, self.dimension)
+                except VectorFileError:
+                    broken.append(record)
+            if broken:
+                with self._store.writing() as writer:
+                    for record in broken:
+                        self._rewrite(writer, [record], kind=record.kind)
+                repaired.extend(f"rewrote damaged segment {record.name}" for record in broken)
+        self.collect_garbage()
+        legacy = self._index_directory / LEGACY_FILE
+        if legacy.exists():
+            legacy.unlink()
+        return repaired
+
+    def collect_garbage(self) -> int:
+        """Delete files in the segments folder that no committed transaction recorded."""
+        live = {record.name for record in self._store.vector_state().segments}
+        removed = 0
+        for path in self.directory.iterdir() if self.directory.is_dir() else ():
+            if path.name not in live:
+                path.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            sync_directory(self.directory)
+        return removed
+
+    def rebuild(self, setting: str | None = None) -> int:
+        """Rewrite every segment from the vectors in SQLite; ``setting`` changes ``vector_index``.
+
+        Returns how many vectors the new segments hold.
+        """
+        if setting is not None and setting not in SETTINGS:
+            raise ValueError(f"vector index must be one of {', '.join(SETTINGS)}")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        total = 0
+        with self._store.writing() as writer:
+            if setting is not None:
+                writer.set_settings({"vector_index": setting})
+            mode = setting or writer.setting("vector_index", "auto")
+            old = [record.name for record in writer.segments()]
+            high = writer.max_chunk_id()
+            records = []
+            buffer_ids: list[np.ndarray] = []
+            buffer_vectors: list[np.ndarray] = []
+            buffered = 0
+            for ids, vectors in writer.vectors_between(0, high):
+                buffer_ids.append(ids)
+                buffer_vectors.append(vectors)
+                buffered += len(ids)
+                total += len(ids)
+                if buffered >= REBUILD_SLICE:
+                    records.append((np.concatenate(buffer_ids), np.concatenate(buffer_vectors)))
+                    buffer_ids, buffer_vectors, buffered = [], [], 0
+            if buffered:
+                records.append((np.concatenate(buffer_ids), np.concatenate(buffer_vectors)))
+            approximate = _approximate(mode, total, currently=False)
+            new = [self._write(ids, vectors, approximate=approximate) for ids, vectors in records]
+            writer.clear_tombstones()
+            writer.replace_segments(old, new)
+            writer.delete_setting("vectors_rebuild")
+            self._retired.extend(old)
+        return total
+
+    def _before_commit(self, writer: Writer) -> None:
+        if not writer.changed:
+            return
+        ids, vectors = writer.added_vectors()
+        approximate = self._approximate_now(writer, extra=len(ids))
+        if len(ids):
+            writer.replace_segments([], [self._write(ids, vectors, approximate=approximate)])
+        self._merge(writer, approximate)
+
+    def _after_commit(self, writer: Writer) -> None:
+        del writer
+        retired, self._retired = self._retired, []
+        for name in retired:
+            (self.directory / name).unlink(missing_ok=True)
+        if retired:
+            sync_directory(self.directory)
+
+    def _approximate_now(self, writer: Writer, *, extra: int = 0) -> bool:
+        records = writer.segments()
+        total = sum(record.count for record in records) + extra
+        mode = writer.setting("vector_index", "auto")
+        return _approximate(mode, total, currently=any(record.kind == "ivf" for record in records))
+
+    def _merge(self, writer: Writer, approximate: bool) -> None:
+        """Merge until the plan says the segments are in shape (each step in this transaction)."""
+        for _step in range(64):
+            records = writer.segments()
+            runs = plan_merges(records, writer.tombstone_counts(), approximate=approximate)
+            if not runs:
+                return
+            for run in runs:
+                self._rewrite(writer, run, kind="ivf" if approximate else "flat")
+
+    def _rewrite(self, writer: Writer, run: Sequence[SegmentRecord], *, kind: str) -> None:
+        ids, vectors = _collect(writer.vectors_between(run[0].min_id, run[-1].max_id))
+        new = [self._write(ids, vectors, approximate=kind == "ivf")] if len(ids) else []
+        writer.replace_segments([record.name for record in run], new)
+        self._retired.extend(record.name for record in run)
+
+    def _write(self, ids: np.ndarray, vectors: np.ndarray, *, approximate: bool) -> SegmentRecord:
+        kind = "ivf" if approximate and len(ids) >= MIN_IVF_SEGMENT else "flat"
+        name = f"{uuid.uuid4().hex}.{kind}"
+        write_segment(self.directory / name, ids, vectors, kind=kind)
+        return SegmentRecord(name=name, kind=kind, count=len(ids), min_id=int(ids[0]), max_id=int(ids[-1]))
+
+
+def plan_merges(
+    records: Sequence[SegmentRecord], dead: Mapping[str, int], *, approximate: bool
+) -> list[list[SegmentRecord]]:
+    """Which runs of adjacent segments to rewrite now (each run becomes one segment).
+
+    In order of precedence: a segment that is mostly tombstones, or of the wrong kind for the
+    index's size, is rewritten alone; else the most balanced window of :data:`MERGE_FACTOR`
+    adjacent segments is merged if no segment holds more than :data:`MERGE_SKEW` of it; else,
+    past :data:`MAX_SEGMENTS`, the cheapest window is merged anyway.
+    """
+    live = [max(0, record.count - dead.get(record.name, 0)) for record in records]
+    for record, alive in zip(records, live):
+        if alive == 0 or dead.get(record.name, 0) >= TOMBSTONE_SHARE * record.count:
+            return [[record]]
+        wanted = "ivf" if approximate and alive >= MIN_IVF_SEGMENT else "flat"
+        if record.kind != wanted and (record.kind == "ivf" or alive >= MIN_IVF_SEGMENT):
+            return [[record]]
+    if len(records) < MERGE_FACTOR:
+        return []
+    windows = []
+    for start in range(len(records) - MERGE_FACTOR + 1):
+        sizes = live[start : start + MERGE_FACTOR]
+        total = sum(sizes)
+        windows.append((max(sizes) / max(total, 1), total, start))
+    skew, _total, start = min(windows)
+    if skew <= MERGE_SKEW:
+        return [list(records[start : start + MERGE_FACTOR])]
+    if len(records) > MAX_SEGMENTS:
+        _total, start = min((total, start) for _skew, total, start in windows)
+        return [list(records[start : start + MERGE_FACTOR])]
+    return []
+
+
+def merge_results(parts: Sequence[SearchResult], limit: int) -> SearchResult:
+    """The best ``limit`` of several segments' results (ties broken by chunk id)."""
+    parts = [part for part in parts if len(part.ids)]
+    if not parts:
+        return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
+    if len(parts) == 1:
+        return SearchResult(parts[0].ids[:limit], parts[0].scores[:limit])
+    ids = np.concatenate([part.ids for part in parts])
+    scores = np.concatenate([part.scores for part in parts])
+    order = np.lexsort((ids, -scores))[:limit]
+    return SearchResult(ids[order], scores[order])
+
+
+def _approximate(mode: str, total: int, *, currently: bool) -> bool:
+    if mode == "exact":
+        return False
+    if mode == "ivf":
+        return True
+    return total >= (LEAVE_APPROXIMATE_BELOW if currently else APPROXIMATE_FROM)
+
+
+def _collect(batches) -> tuple[np.ndarray, np.ndarray]:
+    ids, vectors = [], []
+    for batch_ids, batch_vectors in batches:
+        ids.append(batch_ids)
+        vectors.append(batch_vectors)
+    if not ids:
+        return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+    return np.concatenate(ids), np.concatenate(vectors)
+
+
+def index_bytes(directory: Path) -> int:
+    """Bytes of the segment files of the index in ``directory``."""
+    folder = directory / SEGMENTS_DIR
+    if not folder.is_dir():
+        return 0
+    return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
