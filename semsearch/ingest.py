@@ -22,7 +22,7 @@ from semsearch import loaders
 from semsearch.chunking import chunk_document
 from semsearch.embedder import Embedder
 from semsearch.errors import LoaderError
-from semsearch.store import NewChunk, Store, StoredDocument, embed_hash
+from semsearch.store import NewChunk, NewDocument, Store, StoredDocument, embed_hash
 from semsearch.types import IndexSummary, ParsedDocument, Skipped
 from semsearch.walker import FileEntry, walk
 
@@ -314,28 +314,27 @@ class Indexer:
                     progress((offset + len(batch)) / len(pending))
             tally.chunks_embedded += len(pending)
         tally.chunks_reused += len(everything) - len(todo)
-        new = changed = 0
+        batch = [
+            NewDocument(
+                path=document.path,
+                source=document.source,
+                content_hash=document.content_hash,
+                size=document.size,
+                mtime_ns=document.mtime_ns,
+                title=document.parsed.title,
+                format=document.parsed.format,
+                metadata={**document.parsed.metadata, **document.metadata},
+                ingest_version=INGEST_VERSION,
+                chunks=tuple(
+                    NewChunk(draft=p.draft, context=p.context, embed_hash=p.key, vector=vectors[p.key]) for p in prepared
+                ),
+            )
+            for document, prepared in wave
+        ]
         with self._store.writing() as writer:
-            for document, prepared in wave:
-                writer.write_document(
-                    path=document.path,
-                    source=document.source,
-                    content_hash=document.content_hash,
-                    size=document.size,
-                    mtime_ns=document.mtime_ns,
-                    title=document.parsed.title,
-                    format=document.parsed.format,
-                    metadata={**document.parsed.metadata, **document.metadata},
-                    ingest_version=INGEST_VERSION,
-                    new_chunks=[
-                        NewChunk(draft=p.draft, context=p.context, embed_hash=p.key, vector=vectors[p.key])
-                        for p in prepared
-                    ],
-                )
-                if document.change == "changed":
-                    changed += 1
-                else:
-                    new += 1
+            writer.write_documents(batch)
+        changed = sum(document.change == "changed" for document, _ in wave)
+        new = len(wave) - changed
         # Counted once committed: an interrupt inside the transaction rolls all of it back.
         tally.new += new
         tally.changed += changed

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     Connection,
+    bindparam,
     column,
     create_engine,
     delete,
@@ -65,6 +66,22 @@ class NewChunk:
     context: str
     embed_hash: str
     vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    """A document ready to be written with its chunks (:meth:`Writer.write_documents`)."""
+
+    path: str
+    source: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+    title: str
+    format: str
+    metadata: dict[str, Any]
+    ingest_version: int
+    chunks: tuple[NewChunk, ...]
 
 
 @dataclass(frozen=True)
@@ -548,51 +565,64 @@ class Writer:
         ingest_version: int,
     ) -> int:
         """Insert or replace the document at ``path`` with these chunks; returns its id."""
-        row = {
-            "path": path,
-            "source": source,
-            "content_hash": content_hash,
-            "size": size,
-            "mtime_ns": mtime_ns,
-            "title": title,
-            "format": format,
-            "metadata": json.dumps(metadata, sort_keys=True, default=str),
-            "indexed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "ingest_version": ingest_version,
-        }
-        existing = self._connection.execute(
-            select(documents.c.id).where(documents.c.path == path)
-        ).scalar()
-        if existing is None:
-            document_id = self._connection.execute(documents.insert().values(**row)).inserted_primary_key[0]
-        else:
-            document_id = existing
-            self._delete_chunks(document_id)
-            self._connection.execute(update(documents).where(documents.c.id == document_id).values(**row))
-        if new_chunks:
-            rows = [
-                {
-                    "document_id": document_id,
-                    "ordinal": chunk.draft.ordinal,
-                    "text": chunk.draft.text,
-                    "context": chunk.context,
-                    "char_start": chunk.draft.start,
-                    "char_end": chunk.draft.end,
-                    "start_line": chunk.draft.start_line,
-                    "end_line": chunk.draft.end_line,
-                    "page": chunk.draft.page,
-                    "tokens": chunk.draft.tokens,
-                    "embed_hash": chunk.embed_hash,
-                    "vector": np.ascontiguousarray(chunk.vector, dtype="<f4").tobytes(),
-                }
-                for chunk in new_chunks
-            ]
-            ids = self._connection.execute(
-                chunks.insert().returning(chunks.c.id, sort_by_parameter_order=True), rows
+        document = NewDocument(
+            path=path,
+            source=source,
+            content_hash=content_hash,
+            size=size,
+            mtime_ns=mtime_ns,
+            title=title,
+            format=format,
+            metadata=metadata,
+            ingest_version=ingest_version,
+            chunks=tuple(new_chunks),
+        )
+        return self.write_documents([document])[0]
+
+    def write_documents(self, batch: Sequence[NewDocument]) -> list[int]:
+        """Insert or replace many documents (distinct paths) with their chunks; returns their ids.
+
+        A handful of statements for the whole batch, whatever its size: indexing writes a wave of
+        documents at a time, and per-document statements cost more than everything but the model.
+        """
+        paths = [document.path for document in batch]
+        if len(set(paths)) != len(paths):
+            raise ValueError("write_documents needs distinct paths; write a repeated path in its own call")
+        existing: dict[str, int] = {}
+        for offset in range(0, len(paths), 500):
+            part = paths[offset : offset + 500]
+            existing.update(self._connection.execute(select(documents.c.path, documents.c.id).where(documents.c.path.in_(part))).all())
+        if existing:
+            self._delete_chunks(list(existing.values()))
+        indexed_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        rows = [_document_row(document, indexed_at) for document in batch]
+        replaced = [
+            {"document_id": existing[row["path"]], **{f"new_{key}": value for key, value in row.items()}}
+            for row in rows
+            if row["path"] in existing
+        ]
+        if replaced:
+            self._connection.execute(_UPDATE_DOCUMENT, replaced)
+        fresh = [row for row in rows if row["path"] not in existing]
+        if fresh:
+            new_ids = self._connection.execute(
+                documents.insert().returning(documents.c.id, sort_by_parameter_order=True), fresh
             ).scalars().all()
-            for chunk_id, chunk in zip(ids, new_chunks):
-                self._added[int(chunk_id)] = np.asarray(chunk.vector, dtype=np.float32)
-        return int(document_id)
+            existing.update(zip((row["path"] for row in fresh), new_ids))
+        chunk_rows = []
+        vectors = []
+        for document in batch:
+            document_id = existing[document.path]
+            for chunk in document.chunks:
+                chunk_rows.append(_chunk_row(document_id, chunk))
+                vectors.append(chunk.vector)
+        if chunk_rows:
+            ids = self._connection.execute(
+                chunks.insert().returning(chunks.c.id, sort_by_parameter_order=True), chunk_rows
+            ).scalars().all()
+            for chunk_id, vector in zip(ids, vectors):
+                self._added[int(chunk_id)] = np.asarray(vector, dtype=np.float32)
+        return [int(existing[path]) for path in paths]
 
     def move_document(self, document_id: int, *, path: str, size: int, mtime_ns: int) -> None:
         """Point a document at a new path (a renamed file); its chunks and vectors stay."""
@@ -609,15 +639,18 @@ class Writer:
         )
 
     def delete_document(self, document_id: int) -> None:
-        self._delete_chunks(document_id)
+        self._delete_chunks([document_id])
         self._connection.execute(delete(documents).where(documents.c.id == document_id))
 
-    def _delete_chunks(self, document_id: int) -> None:
-        ids = self._connection.execute(
-            select(chunks.c.id).where(chunks.c.document_id == document_id)
-        ).scalars().all()
+    def _delete_chunks(self, document_ids: Sequence[int]) -> None:
+        ids: list[int] = []
+        for offset in range(0, len(document_ids), 500):
+            part = list(document_ids[offset : offset + 500])
+            found = self._connection.execute(select(chunks.c.id).where(chunks.c.document_id.in_(part))).scalars().all()
+            if found:
+                self._connection.execute(delete(chunks).where(chunks.c.document_id.in_(part)))
+                ids.extend(found)
         if ids:
-            self._connection.execute(delete(chunks).where(chunks.c.document_id == document_id))
             for chunk_id in ids:
                 if self._added.pop(chunk_id, None) is not None:
                     self._transient.append(chunk_id)
@@ -644,6 +677,48 @@ _DOCUMENT_COLUMNS = (
     documents.c.format,
     documents.c.ingest_version,
 )
+
+
+_UPDATE_DOCUMENT = (
+    update(documents)
+    .where(documents.c.id == bindparam("document_id"))
+    .values({name: bindparam(f"new_{name}") for name in (
+        "path", "source", "content_hash", "size", "mtime_ns", "title", "format", "metadata", "indexed_at",
+        "ingest_version",
+    )})
+)
+
+
+def _document_row(document: NewDocument, indexed_at: str) -> dict[str, Any]:
+    return {
+        "path": document.path,
+        "source": document.source,
+        "content_hash": document.content_hash,
+        "size": document.size,
+        "mtime_ns": document.mtime_ns,
+        "title": document.title,
+        "format": document.format,
+        "metadata": json.dumps(document.metadata, sort_keys=True, default=str),
+        "indexed_at": indexed_at,
+        "ingest_version": document.ingest_version,
+    }
+
+
+def _chunk_row(document_id: int, chunk: NewChunk) -> dict[str, Any]:
+    return {
+        "document_id": document_id,
+        "ordinal": chunk.draft.ordinal,
+        "text": chunk.draft.text,
+        "context": chunk.context,
+        "char_start": chunk.draft.start,
+        "char_end": chunk.draft.end,
+        "start_line": chunk.draft.start_line,
+        "end_line": chunk.draft.end_line,
+        "page": chunk.draft.page,
+        "tokens": chunk.draft.tokens,
+        "embed_hash": chunk.embed_hash,
+        "vector": np.ascontiguousarray(chunk.vector, dtype="<f4").tobytes(),
+    }
 
 
 def _configure_connection(dbapi_connection, _record) -> None:
