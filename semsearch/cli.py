@@ -257,6 +257,8 @@ def status_command(settings: Settings, index_dir: str | None, as_json: bool) -> 
         ("Chunks", str(status.chunks)),
         ("Model", f"{status.model} ({status.dimension} dimensions)" if status.dimension else status.model),
         ("Chunking", f"up to {status.chunk_tokens} tokens, {status.overlap_tokens} overlap"),
+        ("Vectors", f"{status.vector_search} search, {status.segments} segment{'s' if status.segments != 1 else ''} "
+                    f"(vector index: {status.vector_index})"),
         ("Size on disk", human_size(status.size_bytes)),
         ("Last indexed", status.last_indexed or "never"),
     ]

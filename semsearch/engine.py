@@ -314,12 +314,8 @@ class Engine:
     def remove(self, *paths: str | Path) -> int:
         """Forget documents: files at or under these paths, or texts with these ids. Returns how many."""
         with self._lock:
-            targets = {str(Path(p).expanduser().resolve()) for p in paths} | {str(p) for p in paths}
-            doomed = [
-                doc
-                for doc in self._store.documents()
-                if doc.path in targets or any(doc.path.startswith(t.rstrip("/") + "/") for t in targets)
-            ]
+            targets = [str(Path(p).expanduser().resolve()) for p in paths] + [str(p) for p in paths]
+            doomed = self._store.documents_under(targets)
             if not doomed:
                 return 0
             self.vectors().prepare_writer()
@@ -450,6 +446,7 @@ class Engine:
     def status(self) -> IndexStatus:
         settings = self._store.settings()
         size = self._store.size_bytes() + index_bytes(self.directory)
+        segments = self.vectors().segments() if self.dimension else []
         return IndexStatus(
             location=str(self.directory),
             documents=self._store.document_count(),
@@ -461,6 +458,9 @@ class Engine:
             size_bytes=size,
             last_indexed=settings.get("last_indexed"),
             schema_revision=self._store.schema_revision(),
+            vector_index=settings.get("vector_index", "auto"),
+            vector_search="approximate" if any(s.kind == "ivf" for s in segments) else "exact",
+            segments=len(segments),
         )
 
 

@@ -10,6 +10,7 @@ flight; the next run picks up from there because finished files are already unch
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -220,14 +221,26 @@ class Indexer:
         """Write documents that did not come from files (their ``path`` is the caller's id)."""
         started = time.perf_counter()
         tally = _Tally()
-        known = {doc.path: doc for doc in self._store.documents(source="text")}
 
-        def changed() -> Iterator[PendingDocument]:
-            for document in documents:
+        def looked_up() -> Iterator[tuple[PendingDocument, StoredDocument | None]]:
+            # What is stored under each id, a few hundred ids per query: the cost follows the call,
+            # not the size of the index.
+            batch: list[PendingDocument] = []
+            for document in itertools.chain(documents, [None]):
                 if isinstance(document, Skipped):
                     tally.skipped.append(document)
                     continue
-                stored = known.get(document.path)
+                if document is not None:
+                    batch.append(document)
+                if batch and (document is None or len(batch) >= 500):
+                    known = self._store.documents_at([pending.path for pending in batch])
+                    for pending in batch:
+                        stored = known.get(pending.path)
+                        yield pending, stored if stored is not None and stored.source == "text" else None
+                    batch = []
+
+        def changed() -> Iterator[PendingDocument]:
+            for document, stored in looked_up():
                 if (
                     stored is not None
                     and stored.content_hash == document.content_hash

@@ -217,6 +217,35 @@ class Store:
         with self._engine.connect() as connection:
             return [StoredDocument(*row) for row in connection.execute(query)]
 
+    def documents_at(self, paths: Sequence[str]) -> dict[str, StoredDocument]:
+        """The stored documents at these paths (or text ids), by path: an index lookup per path."""
+        found: dict[str, StoredDocument] = {}
+        unique = list(dict.fromkeys(paths))
+        with self._engine.connect() as connection:
+            for offset in range(0, len(unique), 500):
+                part = unique[offset : offset + 500]
+                for row in connection.execute(select(*_DOCUMENT_COLUMNS).where(documents.c.path.in_(part))):
+                    found[row[1]] = StoredDocument(*row)
+        return found
+
+    def documents_under(self, paths: Sequence[str]) -> list[StoredDocument]:
+        """Documents at these paths or anywhere under them (as folders): index range scans, so the
+        cost follows what matches, not the size of the index."""
+        found: dict[int, StoredDocument] = {}
+        with self._engine.connect() as connection:
+            for path in dict.fromkeys(paths):
+                folder = path.rstrip("/") + "/"
+                # Everything under "a/b/" sorts between "a/b/" and "a/b0" ("0" follows "/").
+                query = select(*_DOCUMENT_COLUMNS).where(
+                    or_(
+                        documents.c.path == path,
+                        (documents.c.path >= folder) & (documents.c.path < folder[:-1] + "0"),
+                    )
+                )
+                for row in connection.execute(query):
+                    found[row[0]] = StoredDocument(*row)
+        return list(found.values())
+
     def vectors(self, ids: Sequence[int] | None = None, *, batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(ids, vectors)`` batches of stored vectors: all of them, or those of ``ids``."""
         with self._engine.connect() as connection:

@@ -137,6 +137,9 @@ class IndexStatus:
     size_bytes: int
     last_indexed: str | None
     schema_revision: str | None
+    vector_index: str = "auto"  # the setting: auto, exact or ivf
+    vector_search: str = "exact"  # what searches do now: exact, or approximate (IVF)
+    segments: int = 0  # vector segment files
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ every segment is flat and search is exact. The ``vector_index`` setting (``auto`
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -75,6 +76,7 @@ class VectorStore:
         self._damaged: tuple[str, ...] = ()  # segments a reader had to rebuild in memory
         self._retired: list[str] = []  # segment files to delete once the current commit is done
         self.probe = DEFAULT_PROBE
+        self._refreshing = threading.Lock()  # a server's threads share one store
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -92,6 +94,11 @@ class VectorStore:
         revision = self._store.revision()
         if revision == self.revision:
             return
+        with self._refreshing:
+            if self._store.revision() != self.revision:
+                self._reload()
+
+    def _reload(self) -> None:
         for _attempt in range(5):
             state = self._store.vector_state()
             try:
@@ -156,17 +163,18 @@ class VectorStore:
         ``allowed`` restricts the search to those chunk ids, scanning every list (exact).
         """
         self.refresh()
+        segments, excluded = list(self._segments.values()), self._excluded  # one revision throughout
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         if allowed is not None:
             if len(allowed) == 0:
                 return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
             selector, probe = Selector(allowed=allowed), 1.0
         else:
-            selector, probe = self._excluded, self.probe
-        exact = allowed is not None or all(segment.kind == "flat" for segment in self._segments.values())
+            selector, probe = excluded, self.probe
+        exact = allowed is not None or all(segment.kind == "flat" for segment in segments)
         depth = limit + max(limit // 2, RESCORE_EXTRA)
         while True:
-            parts = [segment.search(query, depth, selector=selector, probe=probe)[0] for segment in self._segments.values()]
+            parts = [segment.search(query, depth, selector=selector, probe=probe)[0] for segment in segments]
             candidates = merge_results(parts, depth)
             rescored = self._rescore(query[0], candidates.ids)
             exhausted = len(candidates.ids) < depth
@@ -221,13 +229,11 @@ class VectorStore:
                         self._rewrite(writer, [record], kind=record.kind)
                 repaired.extend(f"rewrote damaged segment {record.name}" for record in broken)
         self.collect_garbage()
-        legacy = self._index_directory / LEGACY_FILE
-        if legacy.exists():
-            legacy.unlink()
         return repaired
 
     def collect_garbage(self) -> int:
-        """Delete files in the segments folder that no committed transaction recorded."""
+        """Delete files in the segments folder that no committed transaction recorded (and the
+        single FAISS file of indexes from before segments)."""
         live = {record.name for record in self._store.vector_state().segments}
         removed = 0
         for path in self.directory.iterdir() if self.directory.is_dir() else ():
@@ -236,6 +242,10 @@ class VectorStore:
                 removed += 1
         if removed:
             sync_directory(self.directory)
+        legacy = self._index_directory / LEGACY_FILE
+        if legacy.exists():
+            legacy.unlink()
+            removed += 1
         return removed
 
     def rebuild(self, setting: str | None = None) -> int:

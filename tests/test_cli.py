@@ -162,6 +162,18 @@ def test_search_rerank_without_a_model_is_a_clear_error(runner, tmp_path, docs, 
     assert result.exit_code == 1 and "no cross-encoder model available" in result.output
 
 
+def committed_documents(database: Path) -> int:
+    import sqlite3
+
+    if not database.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+            return connection.execute("SELECT count(*) FROM documents").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
 def test_sigterm_stops_indexing_like_ctrl_c(tmp_path):
     """A real process, killed with SIGTERM mid-run, leaves a consistent index that resumes."""
     import os
@@ -192,9 +204,9 @@ def test_sigterm_stops_indexing_like_ctrl_c(tmp_path):
     process = subprocess.Popen([sys.executable, "-c", script, str(index), str(root), tests_dir],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (index / "semsearch.db").exists():
+    while time.monotonic() < deadline and not committed_documents(index / "semsearch.db"):
         time.sleep(0.1)
-    time.sleep(1.5)  # a few waves of ~0.8 s each are committed by then, and the run is far from done
+    time.sleep(0.5)  # a wave or so more, and the run is still far from done
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
