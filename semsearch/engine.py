@@ -353,7 +353,9 @@ class Engine:
             raise ValueError("limit must be at least 1")
         if not self.dimension:
             self._adopt_settings()
-        if not self.dimension or len(self.vectors()) <= 0:
+        if self.dimension:
+            self.vectors().refresh()  # once per search: every part of it sees the same revision
+        if not self.dimension or self.vectors().live <= 0:
             raise EmptyIndexError(
                 f"the index at {self.directory} holds no documents yet; add some with: semsearch index FOLDER"
             )

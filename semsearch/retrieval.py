@@ -222,7 +222,7 @@ class Retriever:
             found = self._vectors.search(vector, depth, allowed=allowed)
             return list(zip(found.ids.tolist(), found.scores.tolist()))
         # In between: deepen the post-filtered search until enough pass.
-        total = max(len(self._vectors), 1)
+        total = max(self._vectors.live, 1)
         while True:
             pool = min(total, pool * 4)
             found = self._vectors.search(vector, pool)

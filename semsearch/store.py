@@ -194,10 +194,9 @@ class Store:
             return dict(connection.execute(select(settings.c.key, settings.c.value)).all())
 
     def revision(self) -> int:
+        """The revision of the chunks and segments; every search reads it, so it is plain SQL."""
         with self._engine.connect() as connection:
-            value = connection.execute(
-                select(settings.c.value).where(settings.c.key == "revision")
-            ).scalar()
+            value = connection.exec_driver_sql("SELECT value FROM settings WHERE key = 'revision'").scalar()
         return int(value or 0)
 
     # -- reads --------------------------------------------------------------------------------

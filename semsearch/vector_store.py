@@ -80,8 +80,13 @@ class VectorStore:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        """Live vectors (approximately, while tombstones await their merge)."""
+    @property
+    def live(self) -> int:
+        """Live vectors at the revision last read (see :meth:`refresh`)."""
+        return self._live
+
+    def count(self) -> int:
+        """Live vectors now."""
         self.refresh()
         return self._live
 
@@ -161,8 +166,8 @@ class VectorStore:
         candidate's compressed score, so its cosine is at most that plus the compression error;
         if the ``limit``-th rescored cosine is not above that bound, the search goes deeper.
         ``allowed`` restricts the search to those chunk ids, scanning every list (exact).
+        Searches the revision last read: call :meth:`refresh` first to see new writes.
         """
-        self.refresh()
         segments, excluded = list(self._segments.values()), self._excluded  # one revision throughout
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         if allowed is not None:

@@ -92,7 +92,7 @@ def test_deleted_file_is_removed_everywhere(tmp_path, docs, fake_embedder):
         assert summary.removed == 1
         assert all("soup" not in h.path for h in engine.search("onions butter", limit=10, mode="semantic"))
         assert engine.status().documents == 3
-        assert len(engine.vectors()) == engine.status().chunks
+        assert engine.vectors().count() == engine.status().chunks
 
 
 def test_no_prune_keeps_deleted_files(tmp_path, docs, fake_embedder):
@@ -277,7 +277,7 @@ def test_interrupted_run_leaves_a_consistent_index_and_resumes(tmp_path, fake_em
         assert summary.interrupted
         partial = engine.status()
         assert 0 < partial.documents < 20
-        assert len(engine.vectors()) == partial.chunks
+        assert engine.vectors().count() == partial.chunks
     fake_embedder.fail_after = None
     fake_embedder.embedded.clear()
     with open_engine(index_dir, fake_embedder) as engine:
@@ -312,7 +312,7 @@ def test_remove_paths(tmp_path, docs, fake_embedder):
         engine.index(docs)
         assert engine.remove(docs / "garden") == 2
         assert engine.status().documents == 2
-        assert len(engine.vectors()) == engine.status().chunks
+        assert engine.vectors().count() == engine.status().chunks
         assert engine.remove(docs / "garden") == 0
 
 

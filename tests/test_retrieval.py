@@ -212,6 +212,7 @@ def test_hybrid_scores_chunks_found_by_one_side_with_their_real_other_score(engi
     from semsearch.retrieval import Retriever
     from semsearch.types import SearchFilter
 
+    engine.vectors().refresh()
     retriever = Retriever(engine._store, engine.vectors(), engine._embed_query, FusionSettings(candidates=2))
     semantic = dict(retriever.semantic("bread oven", 100, SearchFilter()))
     keyword = dict(retriever.keyword("bread oven", 100, SearchFilter()))
