@@ -8,6 +8,7 @@ nothing: an open engine picks up what writers commit, without being reopened.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -288,8 +289,10 @@ class Engine:
                 if last[key] != position:
                     continue
                 title = title_of(position)
-                digest = digest_of(position)
                 extra = metadata if isinstance(metadata, Mapping) or metadata is None else metadata[position]
+                # New metadata on the same text is a change too (filters must see it).
+                described = json.dumps(dict(extra or {}), sort_keys=True, default=str)
+                digest = hashlib.sha256(f"{digest_of(position)}\0{described}".encode()).hexdigest()
                 try:
                     parsed = loaders.parse_text(body, title=title)
                 except LoaderError as error:

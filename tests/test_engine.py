@@ -301,7 +301,14 @@ def test_add_texts_search_metadata_and_replace(tmp_path, fake_embedder):
         assert (hit.path, hit.title, hit.metadata["topic"]) == ("comet", "Comets", "space")
         only_earth = engine.search("icy tails comets", limit=5, metadata={"topic": "earth"})
         assert [h.path for h in only_earth] == ["glacier"]
-        assert engine.add_texts(["Comets have icy nuclei and long tails."], ids=["comet"], titles=["Comets"]).unchanged == 1
+        same = engine.add_texts(
+            ["Comets have icy nuclei and long tails."], ids=["comet"], titles=["Comets"], metadata={"topic": "space"}
+        )
+        assert same.unchanged == 1
+        moved = engine.add_texts(
+            ["Comets have icy nuclei and long tails."], ids=["comet"], titles=["Comets"], metadata={"topic": "sky"}
+        )
+        assert moved.changed == 1 and engine.search("comets", limit=1, metadata={"topic": "sky"})[0].path == "comet"
         engine.add_texts(["Comets are made of dust."], ids=["comet"], titles=["Comets"])
         assert engine.status().documents == 2
         assert "dust" in engine.search("comet", limit=1, mode="keyword")[0].text
@@ -400,3 +407,34 @@ def test_a_new_ingest_version_reprocesses_documents_reusing_vectors(tmp_path, do
         assert fake_embedder.embedded == []  # same chunks: every vector reused
         again = engine.index(docs)
         assert again.unchanged == 4 and again.changed == 0
+
+
+def test_metadata_filters_match_numbers_text_and_odd_keys(tmp_path, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.add_texts(
+            ["pages about owls", "pages about larks", "pages about crows", "pages about wrens"],
+            ids=["owls", "larks", "crows", "wrens"],
+            metadata=[
+                {"pages": 3, "draft": True, "a.b": "x"},
+                {"pages": "3", "draft": False, 'q"uote': "y"},
+                {"pages": 3.0, "draft": None},
+                {"pages": 4},
+            ],
+        )
+
+        def found(**metadata):
+            return sorted(h.path for h in engine.search("pages", limit=10, mode="keyword", metadata=metadata))
+
+        assert found(pages="3") == ["crows", "larks", "owls"]  # text typed on the CLI matches 3, 3.0 and "3"
+        assert found(pages=3) == ["crows", "larks", "owls"]  # a library caller's 3 is read as the text "3"
+        assert found(pages="4") == ["wrens"]
+        assert found(draft="true") == ["owls"] and found(draft=False) == ["larks"] and found(draft="null") == ["crows"]
+        assert found(**{"a.b": "x"}) == ["owls"]  # a key with a dot is a name, not a JSON path
+        assert found(**{'q"uote': "y"}) == ["larks"]
+        assert sorted(h.path for h in engine.search("pages", limit=10, mode="semantic", metadata={"pages": "3"})) == [
+            "crows", "larks", "owls"
+        ]
+        engine.add_texts(["pages about owls"], ids=["owls"], metadata={"pages": 5})  # replaced: old rows go
+        assert found(pages="3") == ["crows", "larks"] and found(pages="5") == ["owls"]
+        engine.remove("crows")
+        assert found(pages="3") == ["larks"]
