@@ -187,6 +187,7 @@ class Retriever:
         self._vectors = vectors
         self._embed_query = embed_query
         self._query_vectors: dict[str, np.ndarray] = {}
+        self._terms: dict[str, list[str]] = {}
         self.settings = settings or FusionSettings()
 
     def rank(self, query: str, depth: int, mode: Mode, where: SearchFilter) -> Ranked:
@@ -195,6 +196,15 @@ class Retriever:
         if mode == "keyword":
             return self.keyword(query, depth, where)
         return self.hybrid(query, depth, where)
+
+    def _keyword_terms(self, query: str) -> list[str]:
+        """The query's words, less those in half the chunks or more (they weigh nothing in BM25
+        and cost a scan of most of the index), unless nothing else is left."""
+        if query not in self._terms:
+            terms = keyword_terms(query)
+            common = self._store.common_terms(terms, self._vectors.live)
+            self._terms[query] = [term for term in terms if term not in common] or terms
+        return self._terms[query]
 
     def _vector(self, query: str) -> np.ndarray:
         # Embedded once per query, however many times a grouped search deepens.
@@ -241,7 +251,7 @@ class Retriever:
 
     def keyword(self, query: str, depth: int, where: SearchFilter, *, only: Sequence[int] | None = None) -> Ranked:
         """Chunks by BM25 over their title and text; ``only`` scores just those chunk ids."""
-        terms = keyword_terms(query)
+        terms = self._keyword_terms(query)
         if not terms:
             return []
         return self._store.keyword_search(

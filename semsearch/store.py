@@ -47,6 +47,7 @@ from semsearch.schema import chunks, document_meta, documents, segments, setting
 from semsearch.types import ChunkDraft, SearchFilter
 
 DATABASE_NAME = "semsearch.db"
+FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"  # as migration 0001 made chunk_fts
 SCHEMA_HEAD = "0004"  # the newest migration in migrations/versions/
 
 
@@ -406,6 +407,35 @@ class Store:
         with self._engine.connect() as connection:
             rows = connection.execute(query).all()
         return [(int(row[0]), -float(row[1])) for row in rows]
+
+    def common_terms(self, terms: Sequence[str], total: int) -> set[str]:
+        """The query words found in at least half of ``total`` chunks.
+
+        FTS5's BM25 gives such a word no weight (its IDF, log((N - n + 0.5) / (n + 0.5)), is at
+        most 0 and clamped to 1e-6), so it cannot change a ranking, yet matching it means reading
+        a posting for most of the index. Words are stemmed by FTS5 itself, so they are counted
+        exactly as chunk_fts indexed them.
+        """
+        if not terms or total <= 0:
+            return set()
+        with self._engine.connect() as connection:
+            connection.exec_driver_sql("DELETE FROM temp.query_words")
+            connection.exec_driver_sql(
+                "INSERT INTO temp.query_words(rowid, word) VALUES (?, ?)", list(enumerate(terms, start=1))
+            )
+            rows = connection.exec_driver_sql(
+                "SELECT q.doc, coalesce(c.doc, 0) FROM temp.query_terms q "
+                "LEFT JOIN temp.chunk_terms c ON c.term = q.term"
+            ).all()
+            connection.commit()
+        counts: dict[int, list[int]] = {}
+        for position, found in rows:
+            counts.setdefault(int(position), []).append(int(found))
+        return {
+            terms[position - 1]
+            for position, found in counts.items()
+            if found and min(found) * 2 >= total
+        }
 
     def size_bytes(self) -> int:
         total = 0
@@ -778,6 +808,11 @@ def _configure_connection(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # For Store.common_terms: a scratch FTS5 table (in memory) that stems query words exactly as
+    # chunk_fts does, and the two tables' vocabularies.
+    cursor.execute(f"CREATE VIRTUAL TABLE temp.query_words USING fts5(word, tokenize='{FTS_TOKENIZER}')")
+    cursor.execute("CREATE VIRTUAL TABLE temp.query_terms USING fts5vocab(temp, 'query_words', 'instance')")
+    cursor.execute("CREATE VIRTUAL TABLE temp.chunk_terms USING fts5vocab(main, 'chunk_fts', 'row')")
     cursor.close()
 
 

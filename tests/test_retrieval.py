@@ -225,3 +225,25 @@ def test_hybrid_scores_chunks_found_by_one_side_with_their_real_other_score(engi
         weight = retriever.settings.semantic_weight
         expected = weight * s_scale(semantic[chunk]) + (1 - weight) * k_scale(keyword.get(chunk, 0.0))
         assert math.isclose(score, expected, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def test_words_in_half_the_chunks_are_not_matched_and_change_no_score(tmp_path, fake_embedder):
+    """BM25 gives a word found in half the chunks or more no weight; matching it only costs time."""
+    import semsearch
+    from semsearch.retrieval import Retriever, match_expression
+    from semsearch.types import SearchFilter
+
+    texts = [f"shared words in note {i} about {'kestrels' if i < 3 else 'owls'}" for i in range(10)]
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as opened:
+        opened.add_texts(texts, ids=[f"n{i}" for i in range(10)])
+        store = opened._store
+        assert store.common_terms(["shared", "kestrels", "owls", "absent"], 10) == {"shared", "owls"}
+        assert store.common_terms(["sharing"], 10) == {"sharing"}  # stemmed as FTS5 stems: "share"
+        opened.vectors().refresh()
+        retriever = Retriever(store, opened.vectors(), opened._embed_query)
+        pruned = retriever.keyword("shared kestrels", 10, SearchFilter())
+        full = store.keyword_search(match_expression(["shared", "kestrels"]), 10, SearchFilter(), weights=(1.0, 1.0))
+        assert len(pruned) == 3 and len(full) == 10  # the notes without "kestrels" scored ~0 anyway
+        assert [chunk for chunk, _ in pruned] == [chunk for chunk, _ in full[:3]]
+        assert [score for _, score in pruned] == pytest.approx([score for _, score in full[:3]], abs=1e-4)
+        assert len(retriever.keyword("shared", 10, SearchFilter())) == 10  # nothing else left: kept
