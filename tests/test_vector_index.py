@@ -97,7 +97,7 @@ def test_ivf_segment_recall_on_clustered_vectors(tmp_path):
 def test_probe_count_bounds():
     assert probe_count(1, 0.03) == 1
     assert probe_count(100, 0.03) == 8
-    assert probe_count(1000, 0.03) == 30
+    assert probe_count(1000, 0.03) == 30 and probe_count(1000, 0.06) == 60
     assert probe_count(1000, 1.0) == 1000
 
 

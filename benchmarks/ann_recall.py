@@ -1,0 +1,164 @@
+"""Approximate search: recall@10 and time per query of semsearch's IVF segments, and what exact
+search costs as an index grows, to choose the defaults (docs/benchmarks.md).
+
+    # real MiniLM vectors: any semsearch index (its float32 vectors are read from SQLite)
+    .venv/bin/python benchmarks/ann_recall.py --index ~/.local/share/semsearch/default
+    # a million synthetic vectors clustered like real embeddings (benchmarks/scale.py's generator)
+    .venv/bin/python benchmarks/ann_recall.py --synthetic 1000000
+
+Queries are held-out vectors of the same kind (``--queries`` of them, removed from the indexed
+set): for real data, real chunks' embeddings, so the queries have the distribution of real text.
+The ground truth is exact cosine top-10 by numpy. Each approximate search goes through
+:class:`semsearch.vector_index.Segment` as the engine does (IVF lists, 8-bit codes) and then
+rescoring the best ``10 + 32`` candidates with their float32 vectors, which is what
+``VectorStore.search`` does. Also measured: 16-bit codes instead of 8-bit (size and recall), and
+the time of an exact (flat, float16) scan at several sizes. Time is CPU time of this process per
+query, median, one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+BENCHMARKS = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCHMARKS.parent))
+
+from semsearch.vector_index import Segment, list_count, write_segment  # noqa: E402
+
+LIMIT = 10
+RESCORED = LIMIT + 32  # VectorStore.search rescores limit + max(limit // 2, 32) candidates
+PROBES = (0.01, 0.02, 0.03, 0.05, 0.08)
+
+
+def real_vectors(index: Path) -> np.ndarray:
+    with sqlite3.connect(f"file:{index / 'semsearch.db'}?mode=ro", uri=True) as connection:
+        blobs = [row[0] for row in connection.execute("SELECT vector FROM chunks ORDER BY id")]
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
+
+
+def synthetic_vectors(count: int) -> np.ndarray:
+    sys.path.insert(0, str(BENCHMARKS))
+    import scale
+
+    embedder = scale.ClusteredEmbedder("synthetic")
+    parts = []
+    for start in range(0, count, 20_000):
+        _ids, _titles, texts, _metadata = scale.documents(start, min(count, start + 20_000))
+        parts.append(embedder.embed(texts))
+    return np.concatenate(parts)
+
+
+def split(vectors: np.ndarray, queries: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    held = np.random.default_rng(seed).choice(len(vectors), size=queries, replace=False)
+    keep = np.ones(len(vectors), dtype=bool)
+    keep[held] = False
+    return vectors[keep], vectors[held]
+
+
+def exact_top(base: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    tops = []
+    for start in range(0, len(queries), 64):
+        scores = queries[start : start + 64] @ base.T
+        tops.append(np.argsort(-scores, axis=1)[:, :LIMIT])
+    return np.concatenate(tops) + 1  # ids are 1-based, as chunk ids are
+
+
+def measure(segment: Segment, base: np.ndarray, queries: np.ndarray, truth: np.ndarray, probe: float) -> tuple[float, float]:
+    recalls, seconds = [], []
+    for query, expected in zip(queries, truth):
+        started = time.process_time()
+        candidates = segment.search(query, RESCORED, probe=probe)[0].ids
+        exact = base[candidates - 1] @ query  # the engine reads these float32 vectors from SQLite
+        found = candidates[np.argsort(-exact)[:LIMIT]]
+        seconds.append(time.process_time() - started)
+        recalls.append(len(set(found.tolist()) & set(expected.tolist())) / LIMIT)
+    return float(np.mean(recalls)), statistics.median(seconds)
+
+
+def fp16_ivf(path: Path, base: np.ndarray) -> Segment:
+    """An IVF segment with 16-bit codes (the alternative to semsearch's 8-bit ones)."""
+    import faiss
+
+    dimension = base.shape[1]
+    lists = list_count(len(base))
+    index = faiss.IndexIVFScalarQuantizer(
+        faiss.IndexFlatIP(dimension), dimension, lists, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT, False
+    )
+    sample = np.random.default_rng(0).choice(len(base), size=min(len(base), lists * 48), replace=False)
+    index.train(base[np.sort(sample)])
+    index.add_with_ids(base, np.arange(1, len(base) + 1, dtype=np.int64))
+    faiss.write_index(index, str(path))
+    return Segment.open(path, dimension)
+
+
+def exact_scan_costs(base: np.ndarray, queries: np.ndarray, folder: Path) -> list[tuple[int, float]]:
+    costs = []
+    for size in (25_000, 50_000, 100_000, 200_000, 400_000):
+        if size > len(base):
+            break
+        path = folder / f"flat-{size}"
+        write_segment(path, np.arange(1, size + 1, dtype=np.int64), base[:size], kind="flat")
+        segment = Segment.open(path, base.shape[1])
+        seconds = []
+        for query in queries[:50]:
+            started = time.process_time()
+            segment.search(query, RESCORED)
+            seconds.append(time.process_time() - started)
+        costs.append((size, statistics.median(seconds)))
+        path.unlink()
+    return costs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--index", type=Path, help="a semsearch index whose vectors to use")
+    source.add_argument("--synthetic", type=int, help="this many synthetic clustered vectors")
+    parser.add_argument("--queries", type=int, default=500, help="held-out vectors used as queries")
+    args = parser.parse_args()
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    print(f"Command: `python {' '.join(sys.argv)}`")
+    vectors = real_vectors(args.index) if args.index else synthetic_vectors(args.synthetic)
+    base, queries = split(vectors, args.queries)
+    truth = exact_top(base, queries)
+    kind = f"real vectors from {args.index}" if args.index else "synthetic clustered vectors"
+    print(f"{len(base):,} {kind} ({base.shape[1]} dimensions), {len(queries)} held-out queries\n")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        started = time.perf_counter()
+        write_segment(folder / "ivf", np.arange(1, len(base) + 1, dtype=np.int64), base, kind="ivf")
+        built = time.perf_counter() - started
+        segment = Segment.open(folder / "ivf", base.shape[1])
+        size8 = (folder / "ivf").stat().st_size
+        print(f"IVF segment: {segment.lists} lists, 8-bit codes, {size8 / len(base):.0f} bytes per vector, "
+              f"built in {built:.1f} s\n")
+        print("| codes | share of lists probed | lists probed | recall@10 | CPU per query |")
+        print("|---|---|---|---|---|")
+        for probe in PROBES:
+            recall, seconds = measure(segment, base, queries, truth, probe)
+            probed = max(8, int(np.ceil(segment.lists * probe)))
+            print(f"| 8-bit | {probe:.0%} | {probed} | {recall:.3f} | {seconds * 1000:.2f} ms |")
+        half = fp16_ivf(folder / "ivf16", base)
+        size16 = (folder / "ivf16").stat().st_size
+        for probe in (0.03, 0.05):
+            recall, seconds = measure(half, base, queries, truth, probe)
+            print(f"| 16-bit ({size16 / len(base):.0f} B/vector) | {probe:.0%} | - | {recall:.3f} | {seconds * 1000:.2f} ms |")
+        print("\nExact search (one flat segment, float16), CPU per query:\n")
+        print("| vectors | CPU per query |")
+        print("|---|---|")
+        for size, seconds in exact_scan_costs(base, queries, folder):
+            print(f"| {size:,} | {seconds * 1000:.2f} ms |")
+
+
+if __name__ == "__main__":
+    main()
