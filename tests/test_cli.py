@@ -207,3 +207,31 @@ def test_sigterm_stops_indexing_like_ctrl_c(tmp_path):
     chunks = sqlite3.connect(index / "semsearch.db").execute("SELECT count(*) FROM chunks").fetchone()[0]
     assert len(VectorIndex.load(index / "vectors.faiss", 64)) == chunks > 0
     assert "Traceback" not in err and os.path.exists(index / "write.lock")
+
+
+@pytest.mark.parametrize("first", ["semsearch.cli_eval", "semsearch.cli", "semsearch.cli_base"])
+def test_eval_is_a_command_whichever_module_is_imported_first(first):
+    code = f"import {first}\nfrom semsearch.cli import cli\nprint(' '.join(sorted(cli.commands)))\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "eval" in result.stdout.split()
+
+
+def test_nothing_imports_the_command_line_modules_back():
+    """Imports go one way: cli -> cli_eval -> cli_base; the library imports none of them."""
+    import ast
+
+    import semsearch
+
+    package = Path(semsearch.__file__).parent
+    allowed = {
+        "__main__": {"semsearch.cli"},
+        "cli": {"semsearch.cli_base", "semsearch.cli_eval"},
+        "cli_eval": {"semsearch.cli_base"},
+    }
+    for source in package.rglob("*.py"):
+        tree = ast.parse(source.read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        command_modules = {name for name in imported if name.startswith("semsearch.cli")}
+        assert command_modules <= allowed.get(source.stem if source.parent == package else "", set()), source
