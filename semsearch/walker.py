@@ -151,7 +151,11 @@ class _Walker:
         return self.exclude.match_file(relative + "/" if folder else relative)
 
     def _file(self, entry: os.DirEntry[str]) -> FileEntry | Skipped | None:
-        """The entry for one directory entry that passed the filters (``None`` if already yielded)."""
+        """The entry for one directory entry that passed the filters (``None`` if already yielded).
+
+        A link's file is indexed under its target's path (so it is indexed once), but a skipped
+        link is reported under its own path, where the user will look for it.
+        """
         path = entry.path
         if entry.is_symlink():
             try:
@@ -170,7 +174,7 @@ class _Walker:
             except OSError as error:
                 return Skipped(path, _stat_failure(path, error))
         if not stat.S_ISREG(info.st_mode):
-            return Skipped(path, "not a regular file")
+            return Skipped(entry.path, "not a regular file")
         if path in self.seen:
             return None
         self.seen.add(path)

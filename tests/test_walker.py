@@ -234,3 +234,16 @@ def test_real_folders(name):
     assert files
     assert len({f.path for f in files}) == len(files)
     assert [str(f.path) for f in files] == [str(f.path) for f in walk([folder]) if isinstance(f, FileEntry)]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_skipped_link_is_reported_under_its_own_path_not_its_target(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "to-pipe.txt").symlink_to(tmp_path / "pipe")
+    (tree / "to-zero.txt").symlink_to("/dev/zero")
+    assert skipped(walk([tree])) == [
+        Skipped(str(tree.resolve() / "to-pipe.txt"), "not a regular file"),
+        Skipped(str(tree.resolve() / "to-zero.txt"), "not a regular file"),
+    ]
