@@ -25,7 +25,7 @@ from semsearch.errors import LoaderError
 from semsearch.store import NewChunk, Store, StoredDocument, Writer, embed_hash
 from semsearch.types import IndexSummary, ParsedDocument, Skipped
 from semsearch.vector_index import VectorIndex
-from semsearch.walker import FileEntry, walk
+from semsearch.walker import FileEntry, is_gone, walk
 
 # Bump when parsing, chunking or what is embedded changes: documents written by an older version
 # are then processed again on the next run (vectors whose exact text is unchanged are reused).
@@ -153,8 +153,11 @@ class Indexer:
                     continue
                 candidates.append(item)
 
+            # Not seen is not gone: this run's filters or an unreadable folder may have hidden it.
             missing = {
-                doc.path: doc for doc in known.values() if doc.path not in seen and _under(doc.path, roots)
+                doc.path: doc
+                for doc in known.values()
+                if doc.path not in seen and _under(doc.path, roots) and is_gone(doc.path)
             }
             pending = self._read_changed(candidates, known, missing, tally)
             self._write_waves(pending, tally, progress_total=len(candidates), progress=progress)

@@ -258,6 +258,22 @@ def _enclosing_repository_rules(root: str) -> _Rules:
     return tuple(rules)
 
 
+def is_gone(path: str) -> bool:
+    """Whether the file at ``path`` no longer exists.
+
+    Only "not found" counts: a file left out of this walk (by ``include``/``exclude``, a new
+    ``.gitignore`` rule, an unreadable folder) or one that cannot be looked at right now
+    (permission denied, an I/O error) may well still be there.
+    """
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _stat_failure(path: str, error: OSError) -> str:
     # ELOOP: a chain of links that points back at itself.
     if os.path.islink(path) and error.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):

@@ -103,6 +103,58 @@ def test_no_prune_keeps_deleted_files(tmp_path, docs, fake_embedder):
         assert summary.removed == 0 and engine.status().documents == 4
 
 
+def test_files_this_run_did_not_select_are_not_pruned(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        assert engine.index(docs, include=["*.md"]).removed == 0
+        assert engine.index(docs, exclude=["kitchen/"]).removed == 0
+        (docs / ".gitignore").write_text("*.txt\n")
+        assert engine.index(docs).removed == 0
+        assert engine.status().documents == 4
+        # A file that is really gone goes, selected by this run or not.
+        (docs / "kitchen" / "soup.rst").unlink()
+        summary = engine.index(docs, include=["*.md"])
+        assert summary.removed == 1 and engine.status().documents == 3
+
+
+def test_a_copy_outside_include_is_not_mistaken_for_a_move(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        (docs / "garden" / "roses.md").write_bytes((docs / "garden" / "roses.txt").read_bytes())
+        summary = engine.index(docs, include=["*.md"])
+        assert (summary.new, summary.moved, summary.removed) == (1, 0, 0)
+        assert engine.status().documents == 5
+
+
+def test_files_that_cannot_be_looked_at_this_time_are_not_pruned(tmp_path, docs, fake_embedder, monkeypatch):
+    kitchen = str((docs / "kitchen").resolve())
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) == kitchen:
+            raise PermissionError(13, "Permission denied", kitchen)
+        return real_scandir(path)
+
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        monkeypatch.setattr(os, "scandir", scandir)
+        summary = engine.index(docs)
+        assert summary.removed == 0 and engine.status().documents == 4
+        assert [(s.path, s.reason) for s in summary.skipped] == [(kitchen, "unreadable folder")]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
+def test_an_unreadable_folder_is_not_pruned(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        (docs / "kitchen").chmod(0)
+        try:
+            summary = engine.index(docs)
+        finally:
+            (docs / "kitchen").chmod(0o755)
+        assert summary.removed == 0 and engine.status().documents == 4
+
+
 def test_renamed_file_is_repointed_without_embedding(tmp_path, docs, fake_embedder):
     with open_engine(tmp_path / "idx", fake_embedder) as engine:
         engine.index(docs)

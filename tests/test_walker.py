@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from semsearch.types import Skipped
-from semsearch.walker import FileEntry, walk
+from semsearch.walker import FileEntry, is_gone, walk
 
 SHARED = Path("/work/shared/data/folders")
 
@@ -247,3 +247,22 @@ def test_a_skipped_link_is_reported_under_its_own_path_not_its_target(tmp_path):
         Skipped(str(tree.resolve() / "to-pipe.txt"), "not a regular file"),
         Skipped(str(tree.resolve() / "to-zero.txt"), "not a regular file"),
     ]
+
+
+def test_only_a_file_that_is_not_found_is_gone(tmp_path, monkeypatch):
+    make(tmp_path, "here.md", "file")
+    assert not is_gone(str(tmp_path / "here.md"))
+    assert is_gone(str(tmp_path / "nope.md"))
+    assert is_gone(str(tmp_path / "file" / "below.md"))  # a folder that became a file
+    real_lstat = os.lstat
+
+    def failing_lstat(path, *args, **kwargs):
+        if os.fspath(path).endswith("flaky.md"):
+            raise OSError(5, "Input/output error", os.fspath(path))
+        if os.fspath(path).endswith("private.md"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", failing_lstat)
+    assert not is_gone(str(tmp_path / "flaky.md"))
+    assert not is_gone(str(tmp_path / "private.md"))
