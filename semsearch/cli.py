@@ -257,4 +257,8 @@ def _interrupt(_signum, _frame) -> None:
 def main() -> None:
     # `kill` (SIGTERM) stops a run the way Ctrl-C does: at a consistent point, work saved.
     signal.signal(signal.SIGTERM, _interrupt)
+    # Document paths come from the library as valid text, but a path typed by the user (an index
+    # folder whose name is not UTF-8) must not crash printing either: escape it, as stderr does.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     cli(prog_name="semsearch")

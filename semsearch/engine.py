@@ -44,6 +44,7 @@ from semsearch.types import (
     Skipped,
 )
 from semsearch.vector_index import VECTORS_NAME, VectorFileError, VectorIndex
+from semsearch.walker import path_text
 
 DEFAULT_OVERLAP_TOKENS = 32
 RERANK_DEPTH = 50  # results a reranker reorders (it is slow: one model call per passage)
@@ -305,7 +306,7 @@ class Engine:
     def remove(self, *paths: str | Path) -> int:
         """Forget documents: files at or under these paths, or texts with these ids. Returns how many."""
         with self._lock:
-            targets = {str(Path(p).expanduser().resolve()) for p in paths} | {str(p) for p in paths}
+            targets = {path_text(Path(p).expanduser().resolve()) for p in paths} | {str(p) for p in paths}
             doomed = [
                 doc
                 for doc in self._store.documents()

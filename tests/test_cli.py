@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +236,36 @@ def test_nothing_imports_the_command_line_modules_back():
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         command_modules = {name for name in imported if name.startswith("semsearch.cli")}
         assert command_modules <= allowed.get(source.stem if source.parent == package else "", set()), source
+
+
+def test_file_names_that_are_not_utf8(runner, tmp_path, fake_model, write_file):
+    root = tmp_path / "names"
+    root.mkdir()
+    folder = os.fsencode(root.resolve())
+    write_file(folder + b"/notes\xff.txt", b"Tomatoes need full sun and deep watering.\n")
+    os.symlink(b"/dev/zero", folder + b"/zero\xfe.txt")
+    index = tmp_path / "idx"
+    result = run(runner, "--index", index, "index", root, "-v")
+    assert result.exit_code == 0, result.output
+    assert "1 new" in result.output and "zero\\xfe.txt: not a regular file" in result.output
+    summary = json.loads(run(runner, "--index", index, "index", root, "--json").output)
+    assert summary["unchanged"] == 1 and summary["skipped_files"][0]["path"].endswith("/zero\\xfe.txt")
+    hits = json.loads(run(runner, "--index", index, "search", "tomatoes", "--json").output)
+    assert hits[0]["path"].endswith("/notes\\xff.txt")
+    result = run(runner, "--index", index, "search", "tomatoes")
+    assert result.exit_code == 0 and "notes\\xff.txt:1" in result.output
+    result = run(runner, "--index", index, "remove", os.fsdecode(folder + b"/notes\xff.txt"))
+    assert result.exit_code == 0 and "Removed 1 document." in result.output
+
+
+def test_an_index_folder_whose_name_is_not_utf8_is_printed_not_a_crash(tmp_path, docs, fake_embedder):
+    import semsearch
+
+    folder = os.fsdecode(os.fsencode(tmp_path) + b"/index\xff")
+    with semsearch.open(folder, embedder=fake_embedder) as engine:
+        engine.index(docs)
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}  # stdout as on a terminal with a UTF-8 locale
+    result = subprocess.run([sys.executable, "-m", "semsearch", "--index", folder, "status"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and "Documents:    4" in result.stdout, result.stderr
+    assert "index\\udcff" in result.stdout

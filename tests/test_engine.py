@@ -155,6 +155,29 @@ def test_an_unreadable_folder_is_not_pruned(tmp_path, docs, fake_embedder):
         assert summary.removed == 0 and engine.status().documents == 4
 
 
+def test_file_names_that_are_not_utf8_are_indexed_and_the_run_goes_on(tmp_path, fake_embedder, write_file):
+    root = tmp_path / "names"
+    root.mkdir()
+    folder = os.fsencode(root.resolve())
+    write_file(folder + b"/notes\xff.txt", b"Tomatoes need full sun and deep watering.\n")
+    write_file(folder + b"/tomato\xe9s.py", b"def water_tomatoes():\n    return 'deep watering'\n")
+    (root / "z.txt").write_text("Bread needs yeast and a hot oven.\n")
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        summary = engine.index(root)
+        assert (summary.new, summary.skipped) == (3, ())
+        hits = engine.search("tomatoes watering", limit=3, mode="keyword")
+        # Stray bytes are shown as escapes, as `ls -b` does: valid text for SQLite, JSON and terminals.
+        assert {Path(hit.path).name for hit in hits} == {"notes\\xff.txt", "tomato\\xe9s.py"}
+        assert {hit.title for hit in hits} == {"Tomatoes need full sun and deep watering.", "tomato\\xe9s.py"}
+        assert engine.index(root).unchanged == 3
+        assert engine.index(root, include=["*.md"]).removed == 0
+        assert engine.remove(os.fsdecode(folder + b"/notes\xff.txt")) == 1
+        os.unlink(folder + b"/tomato\xe9s.py")
+        summary = engine.index(root)
+        assert (summary.new, summary.removed) == (1, 1)
+        assert engine.status().documents == 2
+
+
 def test_renamed_file_is_repointed_without_embedding(tmp_path, docs, fake_embedder):
     with open_engine(tmp_path / "idx", fake_embedder) as engine:
         engine.index(docs)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from semsearch.types import Skipped
-from semsearch.walker import FileEntry, is_gone, walk
+from semsearch.walker import FileEntry, is_gone, path_text, walk
 
 SHARED = Path("/work/shared/data/folders")
 
@@ -266,3 +266,15 @@ def test_only_a_file_that_is_not_found_is_gone(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "lstat", failing_lstat)
     assert not is_gone(str(tmp_path / "flaky.md"))
     assert not is_gone(str(tmp_path / "private.md"))
+
+
+def test_names_that_are_not_utf8_come_back_as_text_and_are_found_again(tmp_path, write_file):
+    write_file(os.fsencode(tmp_path) + b"/caf\xe9.md", b"x")
+    (tmp_path / "ok-\u00e9.md").write_text("x")
+    entries = [r for r in walk([tmp_path]) if isinstance(r, FileEntry)]
+    texts = sorted(Path(entry.path_text).name for entry in entries)
+    assert texts == ["caf\\xe9.md", "ok-\u00e9.md"]
+    assert all(path_text(entry.path).encode("utf-8") for entry in entries)
+    assert not any(is_gone(entry.path_text) for entry in entries)
+    assert is_gone(str(tmp_path / "caf\\xe8.md"))
+    assert path_text("lone \ud800 surrogate") == "lone \\ud800 surrogate"
