@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,10 +20,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     Connection,
+    and_,
     column,
     create_engine,
     delete,
     event,
+    exists,
     func,
     literal_column,
     or_,
@@ -495,6 +498,28 @@ def _filter_conditions(where: SearchFilter) -> list[Any]:
             options.append(documents.c.format == kind)
             options.append(func.lower(documents.c.path).like(f"%.{kind}"))
         conditions.append(or_(*options))
-    for key, value in where.metadata:
-        conditions.append(func.json_extract(documents.c.metadata, f"$.{key}") == value)
+    conditions.extend(_metadata_matches(key, value) for key, value in where.metadata)
     return conditions
+
+
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
+def _metadata_matches(key: str, value: Any) -> Any:
+    """The document's metadata has ``key`` with this value, compared as text is typed on the CLI.
+
+    ``"3"`` matches the number 3 (and 3.0) as well as the string ``"3"``; ``"true"``, ``"false"``
+    and ``"null"`` match those JSON values; a value that is not a string (``3``, ``True``,
+    ``None``) is first written as JSON. The key is compared as a name, row by row of
+    ``json_each``, so no key (dots, quotes, ``$``) can be read as JSON path syntax.
+    """
+    wanted = value if isinstance(value, str) else json.dumps(value)
+    field = func.json_each(documents.c.metadata).table_valued("key", "value", "type")
+    options = [and_(field.c.type == "text", field.c.value == wanted)]
+    number = _JSON_NUMBER.fullmatch(wanted)
+    if number is not None:
+        parsed = float(wanted) if number.group(1) or number.group(2) else int(wanted)
+        options.append(and_(field.c.type.in_(("integer", "real")), field.c.value == parsed))
+    if wanted.lower() in ("true", "false", "null"):
+        options.append(field.c.type == wanted.lower())
+    return exists().select_from(field).where(field.c.key == key, or_(*options))

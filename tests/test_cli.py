@@ -269,3 +269,25 @@ def test_an_index_folder_whose_name_is_not_utf8_is_printed_not_a_crash(tmp_path,
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0 and "Documents:    4" in result.stdout, result.stderr
     assert "index\\udcff" in result.stdout
+
+
+def test_meta_matches_numbers_and_booleans_in_metadata(runner, tmp_path, fake_model):
+    from pdfgen import make_pdf
+
+    root = tmp_path / "files"
+    root.mkdir()
+    (root / "three.pdf").write_bytes(make_pdf([["Tomatoes need sun."], ["Water deeply."], ["Pick when red."]]))
+    (root / "one.pdf").write_bytes(make_pdf([["Tomatoes in pots."]]))
+    (root / "front.md").write_text("---\ntitle: Tomatoes\n---\n\nTomatoes like warm soil.\n")
+    index = tmp_path / "idx"
+    assert run(runner, "--index", index, "index", root).exit_code == 0
+
+    def paths(*meta: str) -> list[str]:
+        result = run(runner, "--index", index, "search", "tomatoes", "--json", "-d", *meta)
+        assert result.exit_code == 0, result.output
+        return sorted(Path(hit["path"]).name for hit in json.loads(result.output))
+
+    assert paths("--meta", "pages=3") == ["three.pdf"]
+    assert paths("--meta", "pages=1") == ["one.pdf"]
+    assert paths("--meta", "front_matter=true") == ["front.md"]
+    assert paths("--meta", "pages.x=3") == []

@@ -359,6 +359,48 @@ def test_add_texts_search_metadata_and_replace(tmp_path, fake_embedder):
         assert "dust" in engine.search("comet", limit=1, mode="keyword")[0].text
 
 
+def test_metadata_filters_match_values_as_written_and_any_key(tmp_path, fake_embedder):
+    odd = 'say "hi", then .dots [0] $'
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.add_texts(
+            ["a report on tomatoes", "a report on roses", "a report on bread", "a report on soup"],
+            ids=["tomatoes", "roses", "bread", "soup"],
+            metadata=[
+                {"pages": 3, "draft": True, "rating": 4.5, "odd.key": "x", odd: "y"},
+                {"pages": "3", "draft": False, "odd key": "z"},
+                {"pages": 30, "draft": None, "$.pages": "3"},
+                {"nested": {"pages": 3}},
+            ],
+        )
+
+        def found(metadata) -> list[str]:
+            results = {}
+            for mode in ("semantic", "keyword", "hybrid"):
+                hits = engine.search("report", limit=10, mode=mode, metadata=metadata)
+                results[mode] = sorted(hit.path for hit in hits)
+            assert results["semantic"] == results["keyword"] == results["hybrid"], results
+            return results["keyword"]
+
+        # Text, as typed on the command line, matches the number, the boolean or the null it spells.
+        assert found({"pages": "3"}) == ["roses", "tomatoes"]
+        assert found({"pages": "3.0"}) == ["tomatoes"]
+        assert found({"rating": "4.5"}) == ["tomatoes"]
+        assert found({"draft": "true"}) == ["tomatoes"]
+        assert found({"draft": "false"}) == ["roses"]
+        assert found({"draft": "null"}) == ["bread"]
+        # Library callers may pass the value itself.
+        assert found({"pages": 3}) == ["roses", "tomatoes"]
+        assert found({"pages": 30, "draft": None}) == ["bread"]
+        assert found({"draft": True}) == ["tomatoes"]
+        # Keys are names, never JSON path syntax.
+        assert found({"odd.key": "x"}) == ["tomatoes"]
+        assert found({odd: "y"}) == ["tomatoes"]
+        assert found({"odd key": "z"}) == ["roses"]
+        assert found({"$.pages": "3"}) == ["bread"]
+        assert found({"nested.pages": 3}) == []
+        assert found({"pages": "three"}) == []
+
+
 def test_remove_paths(tmp_path, docs, fake_embedder):
     with open_engine(tmp_path / "idx", fake_embedder) as engine:
         engine.index(docs)
