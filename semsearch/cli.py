@@ -25,7 +25,13 @@ from semsearch.types import MODES
 def _open(settings: Settings, index_dir: str | None, *, create: bool, model: str | None = None):
     import semsearch
 
-    return semsearch.open(index_dir or settings.index, model=model, create=create)
+    try:
+        return semsearch.open(index_dir or settings.index, model=model, create=create)
+    except OSError as error:  # the folder itself: under a file, in a read-only place
+        raise click.ClickException(
+            f"cannot create the index folder {error.filename} ({error.strerror or error}); "
+            "choose another with --index"
+        ) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
