@@ -7,68 +7,31 @@ imports (the model) happen only inside the commands that embed, so ``--help``, `
 
 from __future__ import annotations
 
-import functools
 import json
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from semsearch import __version__
-from semsearch.errors import SemsearchError
+from semsearch.cli_base import Settings, index_option, pass_settings, reports_errors
+from semsearch.cli_eval import eval_command
 from semsearch.location import ENV_VAR
 from semsearch.types import MODES
-
-
-class Settings:
-    """What the group's options decided, passed to every command."""
-
-    def __init__(self, index: str | None) -> None:
-        self.index = index
-
-
-pass_settings = click.make_pass_decorator(Settings, ensure=True)
-
-
-def index_option(
-    command: Callable | None = None, *, envvar: str | None = None, help: str | None = None
-) -> Callable:
-    """``--index DIR``, accepted before or after the command name (after wins)."""
-    option = click.option(
-        "--index",
-        "index_dir",
-        type=click.Path(file_okay=False, path_type=str),
-        envvar=envvar,
-        help=help
-        or f"Index folder. Default: ${ENV_VAR}, else the nearest .semsearch/ folder at or above "
-        "the current directory, else the per-user index.",
-    )
-    return option(command) if command is not None else option
-
-
-def reports_errors(command: Callable) -> Callable:
-    """Turn library errors into one clean line instead of a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except SemsearchError as error:
-            raise click.ClickException(str(error)) from None
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
-
-    return wrapper
 
 
 def _open(settings: Settings, index_dir: str | None, *, create: bool, model: str | None = None):
     import semsearch
 
-    return semsearch.open(index_dir or settings.index, model=model, create=create)
+    try:
+        return semsearch.open(index_dir or settings.index, model=model, create=create)
+    except OSError as error:  # the folder itself: under a file, in a read-only place
+        raise click.ClickException(
+            f"cannot create the index folder {error.filename} ({error.strerror or error}); "
+            "choose another with --index"
+        ) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -297,6 +260,10 @@ def rebuild_command(settings: Settings, index_dir: str | None, vector_index: str
     click.echo(f"Rebuilt the vector index: {count} vectors.")
 
 
+# `eval` lives in its own module to keep this one readable.
+cli.add_command(eval_command)
+
+
 def _interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
 
@@ -304,17 +271,8 @@ def _interrupt(_signum, _frame) -> None:
 def main() -> None:
     # `kill` (SIGTERM) stops a run the way Ctrl-C does: at a consistent point, work saved.
     signal.signal(signal.SIGTERM, _interrupt)
+    # Document paths come from the library as valid text, but a path typed by the user (an index
+    # folder whose name is not UTF-8) must not crash printing either: escape it, as stderr does.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     cli(prog_name="semsearch")
-
-
-def _register_optional_commands() -> None:
-    # `eval` lives in its own module to keep this one readable; importing it is cheap.
-    from semsearch.cli_eval import eval_command
-
-    cli.add_command(eval_command)
-
-
-try:
-    _register_optional_commands()
-except ImportError:  # pragma: no cover - only while cli_eval.py is being written
-    pass

@@ -6,8 +6,7 @@ import json
 
 import click
 
-# cli.py imports this module at its bottom, after these names exist.
-from semsearch.cli import Settings, index_option, pass_settings, reports_errors
+from semsearch.cli_base import Settings, index_option, pass_settings, reports_errors
 from semsearch.types import MODES
 
 _METRICS = (("ndcg@10", "nDCG@10"), ("recall@100", "Recall@100"), ("mrr@10", "MRR@10"), ("map", "MAP"))

@@ -48,6 +48,7 @@ from semsearch.types import (
 )
 from semsearch.vector_store import SETTINGS as VECTOR_INDEX_SETTINGS
 from semsearch.vector_store import VectorStore, index_bytes
+from semsearch.walker import path_text
 
 DEFAULT_OVERLAP_TOKENS = 32
 RERANK_DEPTH = 50  # results a reranker reorders (it is slow: one model call per passage)
@@ -317,7 +318,8 @@ class Engine:
     def remove(self, *paths: str | Path) -> int:
         """Forget documents: files at or under these paths, or texts with these ids. Returns how many."""
         with self._lock:
-            targets = [str(Path(p).expanduser().resolve()) for p in paths] + [str(p) for p in paths]
+            # Files by their absolute path, texts by their id; both as stored (see path_text).
+            targets = [path_text(Path(p).expanduser().resolve()) for p in paths] + [path_text(str(p)) for p in paths]
             doomed = self._store.documents_under(targets)
             if not doomed:
                 return 0

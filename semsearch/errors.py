@@ -15,6 +15,14 @@ class IndexLockedError(SemsearchError):
     """Another process is writing to this index."""
 
 
+class IndexDamagedError(SemsearchError):
+    """The index database is damaged, or the file is not a database at all."""
+
+
+class StorageError(SemsearchError):
+    """The index database cannot be opened, read or written: no permission, a full disk, an I/O error."""
+
+
 class SchemaTooNewError(SemsearchError):
     """The index was written by a newer semsearch than this one."""
 

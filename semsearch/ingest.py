@@ -25,7 +25,7 @@ from semsearch.embedder import Embedder
 from semsearch.errors import LoaderError
 from semsearch.store import NewChunk, NewDocument, Store, StoredDocument, embed_hash
 from semsearch.types import IndexSummary, ParsedDocument, Skipped
-from semsearch.walker import FileEntry, walk
+from semsearch.walker import FileEntry, is_gone, path_text, walk
 
 # Bump when parsing, chunking or what is embedded changes: documents written by an older version
 # are then processed again on the next run (vectors whose exact text is unchanged are reused).
@@ -132,7 +132,7 @@ class Indexer:
                 if isinstance(item, Skipped):
                     tally.skipped.append(item)
                     continue
-                path = str(item.path)
+                path = item.path_text
                 seen.add(path)
                 if not loaders.is_supported(item.path):
                     tally.skipped.append(Skipped(path, loaders.unsupported_reason(item.path)))
@@ -151,8 +151,11 @@ class Indexer:
                     continue
                 candidates.append(item)
 
+            # Not seen is not gone: this run's filters or an unreadable folder may have hidden it.
             missing = {
-                doc.path: doc for doc in known.values() if doc.path not in seen and _under(doc.path, roots)
+                doc.path: doc
+                for doc in known.values()
+                if doc.path not in seen and _under(doc.path, roots) and is_gone(doc.path)
             }
             pending = self._read_changed(candidates, known, missing, tally)
             self._write_waves(pending, tally, progress_total=len(candidates), progress=progress)
@@ -178,7 +181,7 @@ class Indexer:
             if doc.ingest_version == INGEST_VERSION:  # an older one is re-processed, not re-pointed
                 missing_by_hash.setdefault(doc.content_hash, doc)
         for entry in candidates:
-            path = str(entry.path)
+            path = entry.path_text
             try:
                 data = entry.path.read_bytes()
             except OSError as error:
@@ -201,7 +204,7 @@ class Indexer:
                 tally.moved += 1
                 continue
             try:
-                parsed = loaders.load(entry.path, data)
+                parsed = loaders.load(Path(path), data)  # the title may come from the name: text, not bytes
             except LoaderError as error:
                 tally.skipped.append(Skipped(path, str(error)))
                 continue
@@ -374,7 +377,7 @@ def _wave_progress(
 
 def _under(path: str, roots: Sequence[Path]) -> bool:
     for root in roots:
-        root_text = str(root)
+        root_text = path_text(root)
         if path == root_text or path.startswith(root_text.rstrip("/") + "/"):
             return True
     return False

@@ -32,6 +32,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
     func,
     literal_column,
     or_,
@@ -40,15 +41,23 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import OperationalError
 
-from semsearch.errors import SchemaTooNewError
+from semsearch.errors import (
+    IndexDamagedError,
+    IndexLockedError,
+    SchemaTooNewError,
+    SemsearchError,
+    StorageError,
+)
 from semsearch.schema import chunks, document_meta, documents, segments, settings, tombstones
 from semsearch.types import ChunkDraft, SearchFilter
 
 DATABASE_NAME = "semsearch.db"
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"  # as migration 0001 made chunk_fts
 SCHEMA_HEAD = "0004"  # the newest migration in migrations/versions/
+BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another process's lock before failing
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,7 @@ class Store:
         event.listen(self._engine, "connect", _configure_connection)
         self._before_commit: Callable[[Writer], None] | None = None
         self._after_commit: Callable[[Writer], None] | None = None
+        event.listen(self._engine, "handle_error", self._raise_typed_error)
         if migrate:
             self._migrate()
 
@@ -183,6 +193,16 @@ class Store:
         with self._engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    def _raise_typed_error(self, context: ExceptionContext) -> None:
+        """Raise a typed error, saying what to do, for SQLite's complaints about the file itself.
+
+        Every statement and connection of this store passes here on failure, wherever in a
+        command the damage or the full disk is first noticed; anything else goes on as it was.
+        """
+        error = _storage_error(context.original_exception, self.path)
+        if error is not None:
+            raise error from context.original_exception
 
     def schema_revision(self) -> str | None:
         """The Alembic revision the database is at (``None`` before the first migration)."""
@@ -330,7 +350,7 @@ class Store:
                 path=row[2],
                 title=row[3],
                 format=row[4],
-                metadata=json.loads(row[5]),
+                metadata=self._metadata(row[5]),
                 text=row[6],
                 start_line=row[7],
                 end_line=row[8],
@@ -338,6 +358,13 @@ class Store:
             )
             for row in rows
         }
+
+    def _metadata(self, stored: str) -> dict[str, Any]:
+        try:
+            return json.loads(stored)
+        except ValueError as error:  # SQLite could read the row, but its bytes were damaged
+            reason = f"unreadable metadata: {error}"
+            raise IndexDamagedError(_DAMAGED.format(folder=self.path.parent, reason=reason)) from error
 
     def chunk_documents(self, ids: Sequence[int]) -> dict[int, int]:
         """Map chunk id -> document id."""
@@ -799,6 +826,41 @@ def _chunk_row(document_id: int, chunk: NewChunk) -> dict[str, Any]:
         "embed_hash": chunk.embed_hash,
         "vector": np.ascontiguousarray(chunk.vector, dtype="<f4").tobytes(),
     }
+_DAMAGED = (
+    "the index at {folder} is damaged ({reason}); move that folder aside and run semsearch index "
+    "again to build a new one"
+)
+_LOCKED = "the index at {folder} is locked by another process ({reason}); try again when it has finished"
+_FULL = "the disk holding the index at {folder} is full; free some space and try again"
+_UNUSABLE = (
+    "cannot use the index database {path} ({reason}); check that you may read and write its "
+    "folder, or use another --index"
+)
+# SQLite's complaints about the database file itself: its primary result code (if it has one of
+# its own), words of its message (Python 3.10 gives no code), and the error that says what to do.
+_FILE_PROBLEMS = (
+    (11, "malformed", IndexDamagedError, _DAMAGED),  # SQLITE_CORRUPT
+    (26, "not a database", IndexDamagedError, _DAMAGED),  # SQLITE_NOTADB
+    (None, "unsupported file format", IndexDamagedError, _DAMAGED),  # a damaged header
+    (None, "malformed JSON", IndexDamagedError, _DAMAGED),  # damaged metadata, met by a filter
+    (None, "Could not decode to UTF-8", IndexDamagedError, _DAMAGED),  # damaged text, met by Python
+    (5, "database is locked", IndexLockedError, _LOCKED),  # SQLITE_BUSY
+    (6, "table is locked", IndexLockedError, _LOCKED),  # SQLITE_LOCKED
+    (13, "is full", StorageError, _FULL),  # SQLITE_FULL
+    (14, "unable to open", StorageError, _UNUSABLE),  # SQLITE_CANTOPEN
+    (8, "readonly", StorageError, _UNUSABLE),  # SQLITE_READONLY
+    (10, "I/O error", StorageError, _UNUSABLE),  # SQLITE_IOERR
+)
+
+
+def _storage_error(error: BaseException, path: Path) -> SemsearchError | None:
+    """The typed error for a SQLite error about the database file; ``None`` for any other."""
+    code = getattr(error, "sqlite_errorcode", None)
+    for number, words, kind, message in _FILE_PROBLEMS:
+        known = code is not None and number is not None
+        if (code & 0xFF == number) if known else (words in str(error)):
+            return kind(message.format(folder=path.parent, path=path, reason=error))
+    return None
 
 
 def _configure_connection(dbapi_connection, _record) -> None:
@@ -806,7 +868,7 @@ def _configure_connection(dbapi_connection, _record) -> None:
     # WAL lets searches read while an indexer writes; foreign keys make chunk deletes cascade.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # For Store.common_terms: a scratch FTS5 table (in memory) that stems query words exactly as
     # chunk_fts does, and the two tables' vocabularies.

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,9 +108,10 @@ class Segment:
         if not path.is_file():
             raise VectorFileError(f"{path} is missing")
         try:
-            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            with _faiss_name(path) as name:
+                index = faiss.read_index(name, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         except Exception as error:  # faiss raises RuntimeError for damaged data
-            raise VectorFileError(f"{path} is unreadable ({error})") from None
+            raise VectorFileError(f"{path!r} is unreadable ({error})") from None
         if not isinstance(index, faiss.IndexIVFScalarQuantizer) or index.d != dimension:
             raise VectorFileError(f"{path} is not a {dimension}-dimensional semsearch segment")
         lists = faiss.downcast_InvertedLists(index.invlists)
@@ -165,14 +168,33 @@ def write_segment(path: Path, ids: np.ndarray, vectors: np.ndarray, *, kind: str
     index = _build(ids, vectors, kind)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        faiss.write_index(index, str(temporary))
-        with open(temporary, "rb+") as handle:
+        with open(temporary, "wb") as handle:
+            with _faiss_name(temporary) as name:
+                faiss.write_index(index, name)
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     finally:
         if temporary.exists():
             temporary.unlink()
     sync_directory(path.parent)
+
+
+@contextmanager
+def _faiss_name(path: Path) -> Iterator[str]:
+    """A name FAISS can open for ``path``: FAISS takes only text that encodes as UTF-8, and a
+    folder name that is not (bytes of an old disk) reaches Python as lone surrogates. Then the
+    file is opened here and FAISS is given Linux's name for the open file."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        handle = os.open(path, os.O_RDWR if path.exists() else os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            yield f"/proc/self/fd/{handle}"
+        finally:
+            os.close(handle)
+        return
+    yield name
 
 
 def sync_directory(directory: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,17 +36,49 @@ SKIPPED_FOLDERS = frozenset(
     }
 )
 
+# A byte that is not UTF-8, as path_text escapes it (only bytes from 0x80 up can be).
+_ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
+
 # (folder the patterns are relative to, compiled patterns); deeper entries come later in a stack.
 _Rules = tuple[tuple[str, pathspec.GitIgnoreSpec], ...]
 
 
 @dataclass(frozen=True)
 class FileEntry:
-    """A file to index: its absolute, resolved path and the ``stat`` values that tell if it changed."""
+    """A file to index: its absolute, resolved path and the ``stat`` values that tell if it changed.
+
+    ``path`` opens the file; :attr:`path_text` is the same path as the index stores and shows it.
+    """
 
     path: Path
     size: int
     mtime_ns: int
+
+    @property
+    def path_text(self) -> str:
+        """The path as valid text (see :func:`path_text`)."""
+        return path_text(self.path)
+
+
+def path_text(path: str | os.PathLike[str]) -> str:
+    """``path`` as text that SQLite, JSON, a tokenizer and a terminal all accept.
+
+    A file name that is not valid UTF-8 reaches Python with each stray byte as a lone surrogate
+    (``"notes\\udcff.txt"``), which all of those refuse. The bytes become ``\\xff`` escapes, as
+    ``ls -b`` shows them; any other path comes back unchanged. :func:`is_gone` maps an escaped
+    path back to the file.
+    """
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no file name gives: it came from a caller's string
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def walk(
@@ -65,7 +98,9 @@ def walk(
     Missing roots, broken symlinks and unreadable folders come back as ``Skipped``.
     """
     walker = _Walker(include=include, exclude=exclude, skip=skip)
-    yield from walker.walk(roots)
+    for item in walker.walk(roots):
+        # What is reported is printed and stored, so it must be valid text (see path_text).
+        yield item if isinstance(item, FileEntry) else Skipped(path_text(item.path), item.reason)
 
 
 class _Walker:
@@ -151,7 +186,11 @@ class _Walker:
         return self.exclude.match_file(relative + "/" if folder else relative)
 
     def _file(self, entry: os.DirEntry[str]) -> FileEntry | Skipped | None:
-        """The entry for one directory entry that passed the filters (``None`` if already yielded)."""
+        """The entry for one directory entry that passed the filters (``None`` if already yielded).
+
+        A link's file is indexed under its target's path (so it is indexed once), but a skipped
+        link is reported under its own path, where the user will look for it.
+        """
         path = entry.path
         if entry.is_symlink():
             try:
@@ -170,7 +209,7 @@ class _Walker:
             except OSError as error:
                 return Skipped(path, _stat_failure(path, error))
         if not stat.S_ISREG(info.st_mode):
-            return Skipped(path, "not a regular file")
+            return Skipped(entry.path, "not a regular file")
         if path in self.seen:
             return None
         self.seen.add(path)
@@ -252,6 +291,28 @@ def _enclosing_repository_rules(root: str) -> _Rules:
     if root != top and _is_ignored(root, tuple(rules), folder=True):
         return ()
     return tuple(rules)
+
+
+def is_gone(path: str) -> bool:
+    """Whether the file at ``path`` (as :func:`path_text` gives it) no longer exists.
+
+    Only "not found" counts: a file left out of this walk (by ``include``/``exclude``, a new
+    ``.gitignore`` rule, an unreadable folder) or one that cannot be looked at right now
+    (permission denied, an I/O error) may well still be there.
+    """
+    candidates = [path]
+    if _ESCAPED_BYTE.search(path):
+        # Made by path_text from a name that is not UTF-8, or a name that spells "\\xff" out: try both.
+        candidates.append(_ESCAPED_BYTE.sub(lambda match: chr(0xDC00 + int(match.group(1), 16)), path))
+    for candidate in candidates:
+        try:
+            os.lstat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return False
+        return False
+    return True
 
 
 def _stat_failure(path: str, error: OSError) -> str:

@@ -97,6 +97,20 @@ def docs(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def write_file():
+    """Write a file whose name is given as bytes, so it need not be valid UTF-8 (``Path`` needs text)."""
+
+    def write(path: bytes, content: bytes) -> None:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(handle, content)
+        finally:
+            os.close(handle)
+
+    return write
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
     """Keep the ONNX query-model exports of real-model tests out of the user's cache."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -217,3 +218,230 @@ def test_sigterm_stops_indexing_like_ctrl_c(tmp_path):
     chunks = stored_chunk_ids(index)
     assert list(live_vector_ids(index, 64)) == list(chunks) and len(chunks) > 0
     assert "Traceback" not in err and os.path.exists(index / "write.lock")
+
+
+@pytest.mark.parametrize("first", ["semsearch.cli_eval", "semsearch.cli", "semsearch.cli_base"])
+def test_eval_is_a_command_whichever_module_is_imported_first(first):
+    code = f"import {first}\nfrom semsearch.cli import cli\nprint(' '.join(sorted(cli.commands)))\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "eval" in result.stdout.split()
+
+
+def test_nothing_imports_the_command_line_modules_back():
+    """Imports go one way: cli -> cli_eval -> cli_base; the library imports none of them."""
+    import ast
+
+    import semsearch
+
+    package = Path(semsearch.__file__).parent
+    allowed = {
+        "__main__": {"semsearch.cli"},
+        "cli": {"semsearch.cli_base", "semsearch.cli_eval"},
+        "cli_eval": {"semsearch.cli_base"},
+    }
+    for source in package.rglob("*.py"):
+        tree = ast.parse(source.read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        command_modules = {name for name in imported if name.startswith("semsearch.cli")}
+        assert command_modules <= allowed.get(source.stem if source.parent == package else "", set()), source
+
+
+def test_file_names_that_are_not_utf8(runner, tmp_path, fake_model, write_file):
+    root = tmp_path / "names"
+    root.mkdir()
+    folder = os.fsencode(root.resolve())
+    write_file(folder + b"/notes\xff.txt", b"Tomatoes need full sun and deep watering.\n")
+    os.symlink(b"/dev/zero", folder + b"/zero\xfe.txt")
+    index = tmp_path / "idx"
+    result = run(runner, "--index", index, "index", root, "-v")
+    assert result.exit_code == 0, result.output
+    assert "1 new" in result.output and "zero\\xfe.txt: not a regular file" in result.output
+    summary = json.loads(run(runner, "--index", index, "index", root, "--json").output)
+    assert summary["unchanged"] == 1 and summary["skipped_files"][0]["path"].endswith("/zero\\xfe.txt")
+    hits = json.loads(run(runner, "--index", index, "search", "tomatoes", "--json").output)
+    assert hits[0]["path"].endswith("/notes\\xff.txt")
+    result = run(runner, "--index", index, "search", "tomatoes")
+    assert result.exit_code == 0 and "notes\\xff.txt:1" in result.output
+    result = run(runner, "--index", index, "remove", os.fsdecode(folder + b"/notes\xff.txt"))
+    assert result.exit_code == 0 and "Removed 1 document." in result.output
+
+
+def test_an_index_folder_whose_name_is_not_utf8_is_printed_not_a_crash(tmp_path, docs, fake_embedder):
+    import semsearch
+
+    folder = os.fsdecode(os.fsencode(tmp_path) + b"/index\xff")
+    with semsearch.open(folder, embedder=fake_embedder) as engine:
+        engine.index(docs)
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}  # stdout as on a terminal with a UTF-8 locale
+    result = subprocess.run([sys.executable, "-m", "semsearch", "--index", folder, "status"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and "Documents:    4" in result.stdout, result.stderr
+    assert "index\\udcff" in result.stdout
+
+
+def test_meta_matches_numbers_and_booleans_in_metadata(runner, tmp_path, fake_model):
+    from pdfgen import make_pdf
+
+    root = tmp_path / "files"
+    root.mkdir()
+    (root / "three.pdf").write_bytes(make_pdf([["Tomatoes need sun."], ["Water deeply."], ["Pick when red."]]))
+    (root / "one.pdf").write_bytes(make_pdf([["Tomatoes in pots."]]))
+    (root / "front.md").write_text("---\ntitle: Tomatoes\n---\n\nTomatoes like warm soil.\n")
+    index = tmp_path / "idx"
+    assert run(runner, "--index", index, "index", root).exit_code == 0
+
+    def paths(*meta: str) -> list[str]:
+        result = run(runner, "--index", index, "search", "tomatoes", "--json", "-d", *meta)
+        assert result.exit_code == 0, result.output
+        return sorted(Path(hit["path"]).name for hit in json.loads(result.output))
+
+    assert paths("--meta", "pages=3") == ["three.pdf"]
+    assert paths("--meta", "pages=1") == ["one.pdf"]
+    assert paths("--meta", "front_matter=true") == ["front.md"]
+    assert paths("--meta", "pages.x=3") == []
+
+
+def damage(database: Path, how: str) -> None:
+    """Overwrite a few bytes of the header, the start of every page after the first, or everything."""
+    if how == "not a database":
+        database.write_text("These are my notes, not a database.\n")
+        return
+    with open(database, "r+b") as handle:
+        if how == "header":
+            handle.write(b"GARBAGE GARBAGE!")
+            return
+        page, size = 4096, database.stat().st_size
+        for offset in range(page, size, page):
+            handle.seek(offset)
+            handle.write(b"\xde\xad\xbe\xef" * 4)
+
+
+def one_error_line(result) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("how", ["header", "middle", "not a database"])
+def test_a_damaged_index_is_one_line_for_every_command(runner, tmp_path, docs, fake_model, how):
+    index = tmp_path / "idx"
+    run(runner, "--index", index, "index", docs)
+    damage(index / "semsearch.db", how)
+    for command in (["status"], ["search", "bread"], ["search", "bread", "--mode", "keyword"],
+                    ["index", docs], ["rebuild"], ["remove", docs / "kitchen"]):
+        line = one_error_line(run(runner, "--index", index, *command))
+        assert f"the index at {index} is damaged" in line and "index again" in line, (command, line)
+
+
+def test_a_damaged_index_in_a_real_process(tmp_path, docs, fake_embedder):
+    import semsearch
+
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.index(docs)
+    damage(tmp_path / "idx" / "semsearch.db", "header")
+    for command in (["status"], ["search", "bread"]):
+        result = subprocess.run([sys.executable, "-m", "semsearch", "--index", str(tmp_path / "idx"), *command],
+                                capture_output=True, text=True)
+        assert result.returncode == 1 and result.stdout == ""
+        assert result.stderr.startswith("Error: the index at") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_an_index_folder_that_cannot_be_created(runner, tmp_path, docs, fake_model):
+    (tmp_path / "a-file").write_text("x")
+    line = one_error_line(run(runner, "--index", tmp_path / "a-file" / "idx", "index", docs))
+    assert "cannot create the index folder" in line and "--index" in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_index_folder_in_a_read_only_folder(runner, tmp_path, docs, fake_model):
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        line = one_error_line(run(runner, "--index", locked / "idx", "index", docs))
+    finally:
+        locked.chmod(0o755)
+    assert "cannot create the index folder" in line and "Permission denied" in line
+
+
+def test_database_is_locked_is_one_line(runner, tmp_path, docs, fake_model, monkeypatch):
+    import sqlite3
+
+    import semsearch.store
+
+    index = tmp_path / "idx"
+    run(runner, "--index", index, "index", docs)
+    (docs / "garden" / "roses.txt").write_text("Roses want sun.\n")
+    monkeypatch.setattr(semsearch.store, "BUSY_TIMEOUT_MS", 100)
+    other = sqlite3.connect(index / "semsearch.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    try:
+        line = one_error_line(run(runner, "--index", index, "index", docs))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert f"the index at {index} is locked by another process (database is locked)" in line
+    assert run(runner, "--index", index, "index", docs).exit_code == 0
+
+
+def test_file_system_errors_and_bugs_are_one_line_too(runner, tmp_path, docs, fake_model, monkeypatch):
+    import errno
+
+    import semsearch.engine
+    from semsearch.errors import StorageError
+
+    index = tmp_path / "idx"
+    run(runner, "--index", index, "index", docs)
+
+    def disk_full(self, *args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(index / "segments" / "new.flat"))
+
+    monkeypatch.setattr(semsearch.engine.Engine, "rebuild", disk_full)
+    line = one_error_line(run(runner, "--index", index, "rebuild"))
+    assert line == f"Error: {index / 'segments' / 'new.flat'}: No space left on device; free some disk space and try again"
+
+    def full_then_again_while_cleaning_up(self, *paths):
+        try:
+            raise StorageError(f"the disk holding the index at {index} is full; free some space and try again")
+        finally:
+            raise OSError(errno.ENOSPC, "No space left on device")  # saving the vector file, say
+
+    monkeypatch.setattr(semsearch.engine.Engine, "remove", full_then_again_while_cleaning_up)
+    line = one_error_line(run(runner, "--index", index, "remove", docs))
+    assert line == f"Error: the disk holding the index at {index} is full; free some space and try again"
+
+    def bug(self):
+        raise RuntimeError("something\nunforeseen")
+
+    monkeypatch.setattr(semsearch.engine.Engine, "status", bug)
+    line = one_error_line(run(runner, "--index", index, "status"))
+    assert "unexpected RuntimeError: something unforeseen" in line and "SEMSEARCH_DEBUG=1" in line
+    monkeypatch.setenv("SEMSEARCH_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        run(runner, "--index", index, "status")
+
+
+EVERY_COMMAND = [["index", "DOCS"], ["search", "bread"], ["status"], ["remove", "DOCS"], ["rebuild"], ["eval", "DOCS"]]
+
+
+def test_the_list_of_every_command_is_complete():
+    assert {command[0] for command in EVERY_COMMAND} == set(cli.commands)
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND, ids=[command[0] for command in EVERY_COMMAND])
+def test_every_command_has_the_error_boundary(runner, tmp_path, docs, monkeypatch, command):
+    import semsearch
+    import semsearch.evaluation
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(semsearch, "open", broken)
+    monkeypatch.setattr(semsearch.evaluation, "load_dataset", broken)
+    args = [str(docs) if arg == "DOCS" else arg for arg in command]
+    line = one_error_line(run(runner, "--index", tmp_path / "idx", *args))
+    assert line.startswith("Error: unexpected RuntimeError: boom; this is a bug")

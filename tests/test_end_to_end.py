@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +124,25 @@ def test_model_by_local_path_and_unknown_model(tmp_path):
     result = runner.invoke(cli, ["--index", str(tmp_path / "unknown"), "index", str(folder), "--model", "no-such/model-xyz"])
     assert result.exit_code == 1
     assert "cannot load model 'no-such/model-xyz'" in result.output and "Traceback" not in result.output
+
+
+def test_file_names_that_are_not_utf8_in_a_real_process(tmp_path, write_file):
+    """The model's tokenizer refused a title made from such a name, and a UTF-8 terminal its path."""
+    root = tmp_path / "names"
+    root.mkdir()
+    write_file(os.fsencode(root) + b"/tomato\xff.py", b"def water_tomatoes():\n    return 'deep watering'\n")
+    (root / "bread.txt").write_text("Bread needs yeast and a hot oven.\n")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}  # stdout as on a terminal with a UTF-8 locale
+
+    def semsearch(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "semsearch", "--index", str(tmp_path / "idx"), *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env)
+
+    result = semsearch("index", str(root))
+    assert result.returncode == 0 and "2 new" in result.stdout, result.stderr
+    result = semsearch("search", "water the tomatoes", "--json", "-n", "1")
+    assert result.returncode == 0, result.stderr
+    hit = json.loads(result.stdout)[0]
+    assert hit["path"].endswith("/tomato\\xff.py") and hit["title"] == "tomato\\xff.py"
+    result = semsearch("search", "water the tomatoes", "-n", "1")
+    assert result.returncode == 0 and "tomato\\xff.py:1" in result.stdout, result.stderr

@@ -103,6 +103,81 @@ def test_no_prune_keeps_deleted_files(tmp_path, docs, fake_embedder):
         assert summary.removed == 0 and engine.status().documents == 4
 
 
+def test_files_this_run_did_not_select_are_not_pruned(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        assert engine.index(docs, include=["*.md"]).removed == 0
+        assert engine.index(docs, exclude=["kitchen/"]).removed == 0
+        (docs / ".gitignore").write_text("*.txt\n")
+        assert engine.index(docs).removed == 0
+        assert engine.status().documents == 4
+        # A file that is really gone goes, selected by this run or not.
+        (docs / "kitchen" / "soup.rst").unlink()
+        summary = engine.index(docs, include=["*.md"])
+        assert summary.removed == 1 and engine.status().documents == 3
+
+
+def test_a_copy_outside_include_is_not_mistaken_for_a_move(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        (docs / "garden" / "roses.md").write_bytes((docs / "garden" / "roses.txt").read_bytes())
+        summary = engine.index(docs, include=["*.md"])
+        assert (summary.new, summary.moved, summary.removed) == (1, 0, 0)
+        assert engine.status().documents == 5
+
+
+def test_files_that_cannot_be_looked_at_this_time_are_not_pruned(tmp_path, docs, fake_embedder, monkeypatch):
+    kitchen = str((docs / "kitchen").resolve())
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) == kitchen:
+            raise PermissionError(13, "Permission denied", kitchen)
+        return real_scandir(path)
+
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        monkeypatch.setattr(os, "scandir", scandir)
+        summary = engine.index(docs)
+        assert summary.removed == 0 and engine.status().documents == 4
+        assert [(s.path, s.reason) for s in summary.skipped] == [(kitchen, "unreadable folder")]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
+def test_an_unreadable_folder_is_not_pruned(tmp_path, docs, fake_embedder):
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.index(docs)
+        (docs / "kitchen").chmod(0)
+        try:
+            summary = engine.index(docs)
+        finally:
+            (docs / "kitchen").chmod(0o755)
+        assert summary.removed == 0 and engine.status().documents == 4
+
+
+def test_file_names_that_are_not_utf8_are_indexed_and_the_run_goes_on(tmp_path, fake_embedder, write_file):
+    root = tmp_path / "names"
+    root.mkdir()
+    folder = os.fsencode(root.resolve())
+    write_file(folder + b"/notes\xff.txt", b"Tomatoes need full sun and deep watering.\n")
+    write_file(folder + b"/tomato\xe9s.py", b"def water_tomatoes():\n    return 'deep watering'\n")
+    (root / "z.txt").write_text("Bread needs yeast and a hot oven.\n")
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        summary = engine.index(root)
+        assert (summary.new, summary.skipped) == (3, ())
+        hits = engine.search("tomatoes watering", limit=3, mode="keyword")
+        # Stray bytes are shown as escapes, as `ls -b` does: valid text for SQLite, JSON and terminals.
+        assert {Path(hit.path).name for hit in hits} == {"notes\\xff.txt", "tomato\\xe9s.py"}
+        assert {hit.title for hit in hits} == {"Tomatoes need full sun and deep watering.", "tomato\\xe9s.py"}
+        assert engine.index(root).unchanged == 3
+        assert engine.index(root, include=["*.md"]).removed == 0
+        assert engine.remove(os.fsdecode(folder + b"/notes\xff.txt")) == 1
+        os.unlink(folder + b"/tomato\xe9s.py")
+        summary = engine.index(root)
+        assert (summary.new, summary.removed) == (1, 1)
+        assert engine.status().documents == 2
+
+
 def test_renamed_file_is_repointed_without_embedding(tmp_path, docs, fake_embedder):
     with open_engine(tmp_path / "idx", fake_embedder) as engine:
         engine.index(docs)
@@ -312,6 +387,48 @@ def test_add_texts_search_metadata_and_replace(tmp_path, fake_embedder):
         engine.add_texts(["Comets are made of dust."], ids=["comet"], titles=["Comets"])
         assert engine.status().documents == 2
         assert "dust" in engine.search("comet", limit=1, mode="keyword")[0].text
+
+
+def test_metadata_filters_match_values_as_written_and_any_key(tmp_path, fake_embedder):
+    odd = 'say "hi", then .dots [0] $'
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        engine.add_texts(
+            ["a report on tomatoes", "a report on roses", "a report on bread", "a report on soup"],
+            ids=["tomatoes", "roses", "bread", "soup"],
+            metadata=[
+                {"pages": 3, "draft": True, "rating": 4.5, "odd.key": "x", odd: "y"},
+                {"pages": "3", "draft": False, "odd key": "z"},
+                {"pages": 30, "draft": None, "$.pages": "3"},
+                {"nested": {"pages": 3}},
+            ],
+        )
+
+        def found(metadata) -> list[str]:
+            results = {}
+            for mode in ("semantic", "keyword", "hybrid"):
+                hits = engine.search("report", limit=10, mode=mode, metadata=metadata)
+                results[mode] = sorted(hit.path for hit in hits)
+            assert results["semantic"] == results["keyword"] == results["hybrid"], results
+            return results["keyword"]
+
+        # Text, as typed on the command line, matches the number, the boolean or the null it spells.
+        assert found({"pages": "3"}) == ["roses", "tomatoes"]
+        assert found({"pages": "3.0"}) == ["tomatoes"]
+        assert found({"rating": "4.5"}) == ["tomatoes"]
+        assert found({"draft": "true"}) == ["tomatoes"]
+        assert found({"draft": "false"}) == ["roses"]
+        assert found({"draft": "null"}) == ["bread"]
+        # Library callers may pass the value itself.
+        assert found({"pages": 3}) == ["roses", "tomatoes"]
+        assert found({"pages": 30, "draft": None}) == ["bread"]
+        assert found({"draft": True}) == ["tomatoes"]
+        # Keys are names, never JSON path syntax.
+        assert found({"odd.key": "x"}) == ["tomatoes"]
+        assert found({odd: "y"}) == ["tomatoes"]
+        assert found({"odd key": "z"}) == ["roses"]
+        assert found({"$.pages": "3"}) == ["bread"]
+        assert found({"nested.pages": 3}) == []
+        assert found({"pages": "three"}) == []
 
 
 def test_remove_paths(tmp_path, docs, fake_embedder):

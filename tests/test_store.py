@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from semsearch.errors import SchemaTooNewError
+from semsearch.errors import IndexDamagedError, SchemaTooNewError
 from semsearch.store import SCHEMA_HEAD, Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,3 +162,23 @@ def test_upgrading_a_populated_0001_database_keeps_everything(tmp_path):
 
     assert len(store.keyword_search('"badger"', 5, SearchFilter(), weights=(1.0, 1.0))) == 1
     store.close()
+
+
+def test_a_file_that_is_not_a_database_raises_a_typed_error(tmp_path):
+    path = tmp_path / "semsearch.db"
+    path.write_text("These are my notes, not a database.\n")
+    with pytest.raises(IndexDamagedError, match=f"the index at {tmp_path} is damaged \\(file is not a database\\)"):
+        Store(path)
+
+
+def test_damaged_metadata_raises_a_typed_error(tmp_path, fake_embedder):
+    import semsearch
+
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.add_texts(["Comets have icy tails."], ids=["comet"], metadata={"topic": "space"})
+        with sqlite3.connect(tmp_path / "idx" / "semsearch.db") as connection:
+            connection.execute("UPDATE documents SET metadata = '{\"topic\": \"sp'")
+        with pytest.raises(IndexDamagedError, match="is damaged"):
+            engine.search("comets", limit=1)
+        with pytest.raises(IndexDamagedError, match="is damaged"):
+            engine.search("comets", limit=1, metadata={"topic": "space"})

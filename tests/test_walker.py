@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from semsearch.types import Skipped
-from semsearch.walker import FileEntry, walk
+from semsearch.walker import FileEntry, is_gone, path_text, walk
 
 SHARED = Path("/work/shared/data/folders")
 
@@ -234,3 +234,47 @@ def test_real_folders(name):
     assert files
     assert len({f.path for f in files}) == len(files)
     assert [str(f.path) for f in files] == [str(f.path) for f in walk([folder]) if isinstance(f, FileEntry)]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_skipped_link_is_reported_under_its_own_path_not_its_target(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "to-pipe.txt").symlink_to(tmp_path / "pipe")
+    (tree / "to-zero.txt").symlink_to("/dev/zero")
+    assert skipped(walk([tree])) == [
+        Skipped(str(tree.resolve() / "to-pipe.txt"), "not a regular file"),
+        Skipped(str(tree.resolve() / "to-zero.txt"), "not a regular file"),
+    ]
+
+
+def test_only_a_file_that_is_not_found_is_gone(tmp_path, monkeypatch):
+    make(tmp_path, "here.md", "file")
+    assert not is_gone(str(tmp_path / "here.md"))
+    assert is_gone(str(tmp_path / "nope.md"))
+    assert is_gone(str(tmp_path / "file" / "below.md"))  # a folder that became a file
+    real_lstat = os.lstat
+
+    def failing_lstat(path, *args, **kwargs):
+        if os.fspath(path).endswith("flaky.md"):
+            raise OSError(5, "Input/output error", os.fspath(path))
+        if os.fspath(path).endswith("private.md"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", failing_lstat)
+    assert not is_gone(str(tmp_path / "flaky.md"))
+    assert not is_gone(str(tmp_path / "private.md"))
+
+
+def test_names_that_are_not_utf8_come_back_as_text_and_are_found_again(tmp_path, write_file):
+    write_file(os.fsencode(tmp_path) + b"/caf\xe9.md", b"x")
+    (tmp_path / "ok-\u00e9.md").write_text("x")
+    entries = [r for r in walk([tmp_path]) if isinstance(r, FileEntry)]
+    texts = sorted(Path(entry.path_text).name for entry in entries)
+    assert texts == ["caf\\xe9.md", "ok-\u00e9.md"]
+    assert all(path_text(entry.path).encode("utf-8") for entry in entries)
+    assert not any(is_gone(entry.path_text) for entry in entries)
+    assert is_gone(str(tmp_path / "caf\\xe8.md"))
+    assert path_text("lone \ud800 surrogate") == "lone \\ud800 surrogate"
