@@ -126,3 +126,11 @@ def test_unusable_files_raise(tmp_path, damage):
     dimension = 16 if damage == "wrong-dimension" else 8
     with pytest.raises(VectorFileError):
         Segment.open(path, dimension)
+
+
+@pytest.mark.parametrize("n", [1024, 2048, 5000])
+def test_ivf_segments_train_quietly_on_enough_points(tmp_path, capfd, n):
+    rng = np.random.default_rng(n)
+    write_segment(tmp_path / "s.ivf", np.arange(n), clustered_unit(rng, n, 16), kind="ivf")
+    assert Segment.open(tmp_path / "s.ivf", 16).lists * 39 <= n
+    assert "WARNING" not in capfd.readouterr().err  # FAISS complains on stderr when lists are starved
