@@ -243,6 +243,31 @@ def remove_command(settings: Settings, paths: tuple[str, ...], index_dir: str | 
     click.echo(f"Removed {removed} document{'s' if removed != 1 else ''}.")
 
 
+@cli.command("verify")
+@index_option
+@click.option("--repair", is_flag=True, help="Rebuild everything derived from SQLite (segments, keyword and "
+              "metadata indexes) and say what was done. Nothing is re-embedded.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@pass_settings
+@reports_errors
+def verify_command(settings: Settings, index_dir: str | None, repair: bool, as_json: bool) -> None:
+    """Check that the index's parts agree with each other; exit 1 if anything is wrong."""
+    with _open(settings, index_dir, create=False) as engine:
+        report = engine.verify(repair=repair)
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        for line in report.repaired:
+            click.echo(f"Repaired: {line}")
+        for problem in report.problems:
+            fix = "semsearch verify --repair fixes this" if problem.derived else "index the folder again into a new index"
+            click.echo(f"Problem ({problem.part}): {problem.message} ({fix})")
+        if report.ok:
+            click.echo(f"OK: {report.chunks} chunks, {report.segments} segment files, every part agrees.")
+    if not report.ok:
+        sys.exit(1)
+
+
 @cli.command("rebuild")
 @index_option
 @click.option(

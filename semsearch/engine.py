@@ -46,6 +46,7 @@ from semsearch.types import (
     SearchFilter,
     Skipped,
 )
+from semsearch.verify import VerifyReport
 from semsearch.vector_store import SETTINGS as VECTOR_INDEX_SETTINGS
 from semsearch.vector_store import VectorStore, index_bytes
 from semsearch.walker import path_text
@@ -449,6 +450,26 @@ class Engine:
             pass  # the next indexing run tries again; searches use sentence-transformers meanwhile
 
     # -- describing ---------------------------------------------------------------------------
+
+    def verify(self, *, repair: bool = False) -> VerifyReport:
+        """Check that SQLite, the keyword index, the metadata index and the vector segments agree.
+
+        Read-only, and takes no lock, unless ``repair``: then the write lock is taken, everything
+        derived is rebuilt from SQLite (nothing is embedded), and the report is of the index after
+        the repair, listing what was done in ``repaired``.
+        """
+        from semsearch import verify
+
+        if not self.dimension:
+            self._adopt_settings()
+        vectors = self.vectors() if self.dimension else None
+        report = verify.check(self._store, vectors, self.dimension)
+        if not repair or vectors is None:
+            return report
+        with self._lock:
+            done = verify.repair(self._store, vectors)
+        after = verify.check(self._store, vectors, self.dimension)
+        return VerifyReport(problems=after.problems, repaired=tuple(done), chunks=after.chunks, segments=after.segments)
 
     def status(self) -> IndexStatus:
         settings = self._store.settings()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -434,6 +435,64 @@ class Store:
         with self._engine.connect() as connection:
             rows = connection.execute(query).all()
         return [(int(row[0]), -float(row[1])) for row in rows]
+
+    # -- checks (semsearch verify) --------------------------------------------------------------
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's own integrity check finds (nothing for a sound file)."""
+        with self._engine.connect() as connection:
+            rows = [row[0] for row in connection.exec_driver_sql("PRAGMA integrity_check").all()]
+        return [] if rows == ["ok"] else rows
+
+    def fts_consistent(self) -> bool:
+        """FTS5's integrity check, against the chunks it indexes (external content)."""
+        raw = self._engine.raw_connection()  # raw: a failed check is an answer, not an error to type
+        try:
+            raw.execute("INSERT INTO chunk_fts(chunk_fts, rank) VALUES ('integrity-check', 1)")
+            return True
+        except sqlite3.DatabaseError:
+            return False
+        finally:
+            raw.rollback()
+            raw.close()
+
+    def metadata_index_consistent(self) -> bool:
+        """Whether document_meta holds exactly what the documents' metadata says."""
+        derived = "SELECT d.id, j.key, j.value, j.type FROM documents d, json_each(d.metadata) j"
+        stored = "SELECT document_id, key, value, type FROM document_meta"
+        with self._engine.connect() as connection:
+            for first, second in ((derived, stored), (stored, derived)):
+                if connection.exec_driver_sql(f"SELECT EXISTS ({first} EXCEPT {second})").scalar():
+                    return False
+        return True
+
+    def chunk_ids(self) -> np.ndarray:
+        with self._engine.connect() as connection:
+            ids = connection.exec_driver_sql("SELECT id FROM chunks ORDER BY id").scalars().all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def chunks_with_wrong_vector_size(self, dimension: int) -> list[int]:
+        with self._engine.connect() as connection:
+            return list(
+                connection.exec_driver_sql(
+                    "SELECT id FROM chunks WHERE typeof(vector) != 'blob' OR length(vector) != ? ORDER BY id",
+                    (dimension * 4,),
+                ).scalars()
+            )
+
+    def rebuild_fts(self) -> None:
+        """Rebuild the keyword index from the chunks (the caller holds the write lock)."""
+        with self._engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO chunk_fts(chunk_fts) VALUES ('rebuild')")
+
+    def rebuild_metadata_index(self) -> None:
+        """Rebuild document_meta from the documents' metadata (the caller holds the write lock)."""
+        with self._engine.begin() as connection:
+            connection.exec_driver_sql("DELETE FROM document_meta")
+            connection.exec_driver_sql(
+                "INSERT INTO document_meta(document_id, key, value, type) "
+                "SELECT d.id, j.key, j.value, j.type FROM documents d, json_each(d.metadata) j"
+            )
 
     def common_terms(self, terms: Sequence[str], total: int) -> set[str]:
         """The query words found in at least half of ``total`` chunks.
@@ -890,6 +949,10 @@ def _vectors_between(
 
 
 def _unpack(rows: Sequence[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    sizes = {len(row[1]) if isinstance(row[1], bytes) else -1 for row in rows}
+    if len(sizes) > 1:  # a damaged vector (semsearch verify names it): leave it out, keep the rest
+        common = max(sizes, key=lambda size: sum(1 for row in rows if isinstance(row[1], bytes) and len(row[1]) == size))
+        rows = [row for row in rows if isinstance(row[1], bytes) and len(row[1]) == common]
     ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
     vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").reshape(len(rows), -1)
     return ids, vectors.astype(np.float32, copy=False)

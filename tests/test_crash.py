@@ -1,8 +1,8 @@
 """SIGKILL at random moments: while indexing (segments written, merged, garbage collected),
 rebuilding and removing, with files edited, deleted and renamed between runs.
 
-After every kill the index must open and search in a new process, and its segments must hold
-exactly the committed chunks. At the end, the resumed index must equal a clean index of the same
+After every kill `semsearch verify` must pass, the index must open and search in a new process,
+and its segments must hold exactly the committed chunks. At the end, the resumed index must equal a clean index of the same
 files, and the last run must have embedded only what no killed run had committed.
 """
 
@@ -83,8 +83,11 @@ def mutate(root: Path, rng: random.Random) -> None:
 
 
 def check_consistent(index: Path) -> None:
-    """Committed chunks and segment contents agree, and a new process can search."""
+    """Committed chunks and segment contents agree, verify passes, and a new process can search."""
     assert list(live_vector_ids(index, 64)) == list(stored_chunk_ids(index))
+    verify = run_cli("--index", str(index), "verify", "--json")
+    out, err = verify.communicate(timeout=60)
+    assert verify.returncode == 0 and json.loads(out)["ok"], (out, err)
     search = run_cli("--index", str(index), "search", "tides bread", "--json", "--limit", "3")
     out, err = search.communicate(timeout=60)
     assert search.returncode in (0, 1), err
