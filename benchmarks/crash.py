@@ -15,7 +15,6 @@ fake embedder (no model: the campaign is about storage, not embeddings).
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import sqlite3
