@@ -134,3 +134,15 @@ def test_ivf_segments_train_quietly_on_enough_points(tmp_path, capfd, n):
     write_segment(tmp_path / "s.ivf", np.arange(n), clustered_unit(rng, n, 16), kind="ivf")
     assert Segment.open(tmp_path / "s.ivf", 16).lists * 39 <= n
     assert "WARNING" not in capfd.readouterr().err  # FAISS complains on stderr when lists are starved
+
+
+def test_allowed_ids_far_apart_and_at_the_ends(tmp_path):
+    rng = np.random.default_rng(9)
+    ids = np.array([0, 7, 8, 9, 4_000_001, 9_999_999], dtype=np.int64)
+    vectors = random_unit(rng, len(ids), 8)
+    write_segment(tmp_path / "s.flat", ids, vectors, kind="flat")
+    segment = Segment.open(tmp_path / "s.flat", 8)
+    query = random_unit(rng, 1, 8)[0]
+    for allowed in ([0], [9_999_999], [8, 4_000_001], [7, 9, 12_000_000]):
+        found = segment.search(query, 10, selector=Selector(allowed=np.array(allowed)))[0]
+        assert sorted(found.ids.tolist()) == sorted(set(allowed) & set(ids.tolist()))
