@@ -166,7 +166,7 @@ class VectorStore:
         the result is provably what brute force returns: a vector left out scored at most the last
         candidate's compressed score, so its cosine is at most that plus the compression error;
         if the ``limit``-th rescored cosine is not above that bound, the search goes deeper.
-        ``allowed`` restricts the search to those chunk ids, scanning every list (exact).
+        ``allowed`` restricts the search to those chunk ids, scanning every list of every segment.
         Searches the revision last read: call :meth:`refresh` first to see new writes.
         """
         segments, excluded = list(self._segments.values()), self._excluded  # one revision throughout
@@ -177,7 +177,8 @@ class VectorStore:
             selector, probe = Selector(allowed=allowed), 1.0
         else:
             selector, probe = excluded, self.probe
-        exact = allowed is not None or all(segment.kind == "flat" for segment in segments)
+        # Provable only where every code is float16 (flat); 8-bit IVF codes have no tight bound.
+        exact = all(segment.kind == "flat" for segment in segments)
         depth = limit + max(limit // 2, RESCORE_EXTRA)
         while True:
             parts = [segment.search(query, depth, selector=selector, probe=probe)[0] for segment in segments]
