@@ -425,7 +425,9 @@ def test_file_system_errors_and_bugs_are_one_line_too(runner, tmp_path, docs, fa
         run(runner, "--index", index, "status")
 
 
-EVERY_COMMAND = [["index", "DOCS"], ["search", "bread"], ["status"], ["remove", "DOCS"], ["rebuild"], ["eval", "DOCS"]]
+EVERY_COMMAND = [
+    ["index", "DOCS"], ["search", "bread"], ["status"], ["remove", "DOCS"], ["rebuild"], ["verify"], ["eval", "DOCS"]
+]
 
 
 def test_the_list_of_every_command_is_complete():
