@@ -263,7 +263,8 @@ def verify_command(settings: Settings, index_dir: str | None, repair: bool, as_j
             fix = "semsearch verify --repair fixes this" if problem.derived else "index the folder again into a new index"
             click.echo(f"Problem ({problem.part}): {problem.message} ({fix})")
         if report.ok:
-            click.echo(f"OK: {report.chunks} chunks, {report.segments} segment files, every part agrees.")
+            files = f"{report.segments} segment file{'s' if report.segments != 1 else ''}"
+            click.echo(f"OK: {report.chunks} chunks, {files}, every part agrees.")
     if not report.ok:
         sys.exit(1)
 
