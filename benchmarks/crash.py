@@ -40,7 +40,7 @@ from conftest import FakeEmbedder
 import semsearch.engine, semsearch.ingest, semsearch.vector_store, semsearch.cli
 class Slow(FakeEmbedder):
     def embed(self, texts):
-        time.sleep(0.002 * len(texts))
+        time.sleep(0.01 * len(texts))
         return super().embed(texts)
 slow = Slow()
 semsearch.engine.SentenceTransformerEmbedder = lambda name=None: slow
@@ -76,7 +76,7 @@ def write_note(path: Path, rng: random.Random) -> None:
 def mutate(root: Path, rng: random.Random) -> None:
     """Edit, delete, rename and add a few files, as a user would between runs."""
     files = sorted(root.glob("*.txt"))
-    for path in rng.sample(files, min(len(files), 4)):
+    for path in rng.sample(files, min(len(files), 10)):
         write_note(path, rng)
     for path in rng.sample(files, min(len(files), 2)):
         if path.exists():
