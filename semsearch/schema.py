@@ -53,7 +53,8 @@ documents = Table(
 chunks = Table(
     "chunks",
     metadata,
-    # AUTOINCREMENT: ids are never reused, so a stale FAISS file can never point at the wrong chunk.
+    # AUTOINCREMENT: ids are never reused and only grow, so a segment covers a range of ids and a
+    # stale vector can never point at the wrong chunk.
     Column("id", Integer, primary_key=True),
     Column("document_id", Integer, ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
     Column("ordinal", Integer, nullable=False),
