@@ -597,6 +597,7 @@ class Writer:
         self.removed: list[int] = []  # chunks that existed before this transaction
         self._transient: list[int] = []  # inserted and deleted here
         self._segments_changed = False
+        self.retired: list[str] = []  # segment files this transaction drops: deleted once it commits
         self.revision = 0  # the revision this transaction commits as
 
     @property
@@ -678,6 +679,7 @@ class Writer:
             self._connection.execute(delete(tombstones).where(tombstones.c.chunk_id.between(low, high)))
         if drop:
             self._connection.execute(delete(segments).where(segments.c.name.in_(list(drop))))
+            self.retired.extend(drop)
         for record in add:
             self._connection.execute(
                 segments.insert().values(

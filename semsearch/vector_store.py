@@ -75,7 +75,6 @@ class VectorStore:
         self._excluded: Selector | None = None
         self._live = 0
         self._damaged: tuple[str, ...] = ()  # segments a reader had to rebuild in memory
-        self._retired: list[str] = []  # segment files to delete once the current commit is done
         self.probe = DEFAULT_PROBE
         self._refreshing = threading.Lock()  # a server's threads share one store
 
@@ -289,7 +288,6 @@ class VectorStore:
             writer.clear_tombstones()
             writer.replace_segments(old, new)
             writer.delete_setting("vectors_rebuild")
-            self._retired.extend(old)
         return total
 
     def _before_commit(self, writer: Writer) -> None:
@@ -302,11 +300,10 @@ class VectorStore:
         self._merge(writer, approximate)
 
     def _after_commit(self, writer: Writer) -> None:
-        del writer
-        retired, self._retired = self._retired, []
-        for name in retired:
+        # Only a committed transaction's retired files go: a rolled-back one's are still live.
+        for name in writer.retired:
             (self.directory / name).unlink(missing_ok=True)
-        if retired:
+        if writer.retired:
             sync_directory(self.directory)
 
     def _approximate_now(self, writer: Writer, *, extra: int = 0) -> bool:
@@ -329,7 +326,6 @@ class VectorStore:
         ids, vectors = _collect(writer.vectors_between(run[0].min_id, run[-1].max_id))
         new = [self._write(ids, vectors, approximate=kind == "ivf")] if len(ids) else []
         writer.replace_segments([record.name for record in run], new)
-        self._retired.extend(record.name for record in run)
 
     def _write(self, ids: np.ndarray, vectors: np.ndarray, *, approximate: bool) -> SegmentRecord:
         kind = "ivf" if approximate and len(ids) >= MIN_IVF_SEGMENT else "flat"

@@ -303,3 +303,27 @@ def test_exact_search_is_proven_exact_even_among_near_ties(tmp_path):
             assert [(h.chunk_id, h.score) for h in hits] == [
                 (i, pytest.approx(s, abs=1e-6)) for i, s in brute_force(index_dir, query, 10)
             ]
+
+
+def test_a_rolled_back_merge_deletes_no_live_file(tmp_path, fake_embedder):
+    """A transaction that merged segments and then failed must leave their files to the next
+    commit untouched: only what a committed transaction retired is deleted."""
+    index_dir = tmp_path / "idx"
+    with semsearch.open(index_dir, embedder=fake_embedder) as engine:
+        for i in range(MERGE_FACTOR - 1):
+            engine.add_texts([f"text {i} about owls"], ids=[f"t{i}"])
+        merging = engine._store._before_commit
+
+        def merge_then_fail(writer):
+            merging(writer)
+            assert writer.retired  # this commit would merge the segments...
+            raise RuntimeError("the commit fails (a full disk, say)")
+
+        engine._store._before_commit = merge_then_fail
+        with pytest.raises(RuntimeError):
+            engine.add_texts(["one text too many"], ids=["t-last"])
+        engine._store._before_commit = merging
+        with engine._store.writing() as writer:  # ...then a commit that touches no segment
+            writer.set_settings({"note": "unrelated"})
+        assert engine.verify().ok
+        assert engine.search("owls", limit=1, mode="semantic")
