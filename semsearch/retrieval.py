@@ -243,11 +243,10 @@ class Retriever:
 
     def semantic_scores(self, query: str, ids: Sequence[int]) -> dict[int, float]:
         """Cosine similarity of the query to these chunks, from their stored vectors (no search)."""
-        vector = self._vector(query)
-        scores: dict[int, float] = {}
-        for batch_ids, vectors in self._store.vectors(ids):
-            scores.update(zip(batch_ids.tolist(), (vectors @ vector).tolist()))
-        return scores
+        found, vectors = self._store.vectors_of(np.asarray(ids, dtype=np.int64))
+        if not len(found):
+            return {}
+        return dict(zip(found.tolist(), (vectors @ self._vector(query)).tolist()))
 
     def keyword(self, query: str, depth: int, where: SearchFilter, *, only: Sequence[int] | None = None) -> Ranked:
         """Chunks by BM25 over their title and text; ``only`` scores just those chunk ids."""

@@ -267,20 +267,11 @@ class Store:
                     found[row[0]] = StoredDocument(*row)
         return list(found.values())
 
-    def vectors(self, ids: Sequence[int] | None = None, *, batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(ids, vectors)`` batches of stored vectors: all of them, or those of ``ids``."""
+    def vectors(self, *, batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(ids, vectors)`` batches of every stored vector, in id order (see
+        :meth:`vectors_of` for some ids)."""
         with self._engine.connect() as connection:
-            if ids is None:
-                yield from _vectors_between(connection, None, None, batch)
-                return
-            wanted = [int(i) for i in ids]
-            for offset in range(0, len(wanted), 500):
-                part = wanted[offset : offset + 500]
-                rows = connection.execute(
-                    select(chunks.c.id, chunks.c.vector).where(chunks.c.id.in_(part))
-                ).all()
-                if rows:
-                    yield _unpack(rows)
+            yield from _vectors_between(connection, None, None, batch)
 
     def vectors_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, vectors)`` of those of ``ids`` that exist: the search hot path, so plain SQL."""

@@ -141,9 +141,8 @@ class VectorStore:
     def _install(self, state: VectorState, segments: dict[str, Segment], *, damaged: tuple[str, ...]) -> None:
         self._segments = segments
         self._excluded = Selector(excluded=state.tombstones) if len(state.tombstones) else None
-        self._live = sum(segment.count for segment in segments.values()) - len(state.tombstones)
-        if state.rebuild:
-            self._live = sum(segment.count for segment in segments.values())
+        held = sum(segment.count for segment in segments.values())
+        self._live = held if state.rebuild else held - len(state.tombstones)  # no tombstones apply before segments
         self._damaged = damaged
         self.revision = state.revision
 
