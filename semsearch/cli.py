@@ -153,12 +153,7 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
                    path_glob: str | None, types: tuple[str, ...], meta: tuple[str, ...],
                    group_by_document: bool, rerank: bool, rerank_model: str | None, as_json: bool) -> None:
     """Ask the index a question in plain words."""
-    metadata = {}
-    for item in meta:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--meta")
-        metadata[key] = value
+    metadata = _metadata_filter(meta)
     reranker = None
     if rerank or rerank_model:
         from semsearch.embedder import load_reranker
@@ -168,7 +163,7 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
         hits = engine.search(query, limit=limit, mode=mode, path=path_glob, types=types,
                              metadata=metadata, group_by_document=group_by_document, reranker=reranker)
     if as_json:
-        click.echo(json.dumps([_hit_dict(hit) for hit in hits], ensure_ascii=False, indent=2))
+        click.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
         return
     if not hits:
         click.echo("No results.", err=True)
@@ -176,13 +171,50 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
     _print_hits(hits, query)
 
 
-def _hit_dict(hit) -> dict[str, Any]:
-    return {
-        "rank": hit.rank, "score": round(hit.score, 6), "path": hit.path, "title": hit.title,
-        "text": hit.text, "chunk_id": hit.chunk_id, "document_id": hit.document_id,
-        "start_line": hit.start_line, "end_line": hit.end_line, "page": hit.page,
-        "format": hit.format, "metadata": hit.metadata,
-    }
+def _metadata_filter(meta: tuple[str, ...]) -> dict[str, str]:
+    """``--meta KEY=VALUE`` options as a mapping."""
+    metadata = {}
+    for item in meta:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--meta")
+        metadata[key] = value
+    return metadata
+
+
+@cli.command("similar")
+@click.argument("target", metavar="PATH_OR_ID")
+@index_option
+@click.option("-n", "--limit", default=10, show_default=True, type=click.IntRange(min=1),
+              help="How many documents.")
+@click.option("--path", "path_glob", metavar="GLOB", help="Only documents whose path matches GLOB.")
+@click.option("--type", "types", multiple=True, metavar="EXT", help="Only this file type (repeatable).")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Only documents with this metadata value (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits, one per document.")
+@pass_settings
+@reports_errors
+def similar_command(settings: Settings, target: str, index_dir: str | None, limit: int, path_glob: str | None,
+                    types: tuple[str, ...], meta: tuple[str, ...], as_json: bool) -> None:
+    """Documents most like one document ("more like this"), the document itself left out.
+
+    PATH_OR_ID is an indexed file, a text id, or a document id from search results
+    (document_id in --json); - reads a text from standard input instead. Each document is
+    shown with its passage most like the whole.
+    """
+    metadata = _metadata_filter(meta)
+    text = None
+    if target == "-":
+        text = sys.stdin.read()
+    with _open(settings, index_dir, create=False) as engine:
+        hits = engine.similar(None if text is not None else target, text=text, limit=limit,
+                              path=path_glob, types=types, metadata=metadata)
+    if as_json:
+        click.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        click.echo("No similar documents.", err=True)
+        return
+    _print_hits(hits, "")
 
 
 def _print_hits(hits, query: str) -> None:
