@@ -318,6 +318,34 @@ def rebuild_command(settings: Settings, index_dir: str | None, vector_index: str
     click.echo(f"Rebuilt the vector index: {count} vectors.")
 
 
+@cli.command("serve")
+@index_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback needs --allow-remote and a token.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port; the address is printed).")
+@click.option("--token", envvar="SEMSEARCH_TOKEN", metavar="TOKEN",
+              help="Require this token on every request (Authorization: Bearer TOKEN). Default: $SEMSEARCH_TOKEN.")
+@click.option("--allow-remote", is_flag=True, help="Allow a --host other machines can reach (needs a token).")
+@pass_settings
+@reports_errors
+def serve_command(settings: Settings, index_dir: str | None, host: str, port: int, token: str | None,
+                  allow_remote: bool) -> None:
+    """Serve the index over HTTP: a JSON API, a search page at / and the API's reference at /docs.
+
+    One long-lived process: the model and the index stay open, and documents that an `index`
+    or `watch` process adds meanwhile are found without a restart. Ctrl-C stops it.
+    """
+    from semsearch.server import serve
+
+    with _open(settings, index_dir, create=False) as engine:
+        def ready(url: str) -> None:
+            click.echo(f"Serving {engine.directory} at {url} (API reference: {url}docs; Ctrl-C stops)")
+            sys.stdout.flush()
+
+        serve(engine, host=host, port=port, token=token or None, allow_remote=allow_remote, ready=ready)
+
+
 # `eval` lives in its own module to keep this one readable.
 cli.add_command(eval_command)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -526,6 +527,22 @@ class Engine:
         owners = self._store.chunk_documents([chunk_id for chunk_id, _ in ranked])
         ranked = [(chunk_id, score) for chunk_id, score in ranked if owners.get(chunk_id) != source][:limit]
         return self._hits(ranked)
+
+    def revision(self) -> int:
+        """The index's revision: it goes up with every committed write that changes what a search finds."""
+        return self._store.revision()
+
+    def folders(self) -> list[str]:
+        """The folders that directly hold the index's files, less any inside another one.
+
+        Indexing them again brings every indexed file up to date; a new file outside them (at
+        the top of a folder that held only subfolders, say) is not seen."""
+        parents = sorted({os.path.dirname(doc.path) for doc in self._store.documents(source="file")})
+        kept: list[str] = []
+        for folder in parents:
+            if not kept or not (folder == kept[-1] or folder.startswith(kept[-1].rstrip("/") + "/")):
+                kept.append(folder)
+        return kept
 
     def _ready_to_search(self) -> None:
         """Refresh to the newest revision; raise :class:`EmptyIndexError` if nothing is indexed."""
