@@ -346,6 +346,22 @@ def serve_command(settings: Settings, index_dir: str | None, host: str, port: in
         serve(engine, host=host, port=port, token=token or None, allow_remote=allow_remote, ready=ready)
 
 
+@cli.command("mcp")
+@index_option
+@pass_settings
+@reports_errors
+def mcp_command(settings: Settings, index_dir: str | None) -> None:
+    """Serve the index to AI assistants: a Model Context Protocol server on stdin/stdout.
+
+    Tools: search, get_document, similar; answers are text citing path:line. Register it in
+    the assistant's MCP settings as the command `semsearch --index DIR mcp` (see the README).
+    """
+    from semsearch.mcp_server import run
+
+    with _open(settings, index_dir, create=False) as engine:
+        run(engine)
+
+
 # `eval` lives in its own module to keep this one readable.
 cli.add_command(eval_command)
 
