@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -360,6 +361,59 @@ def mcp_command(settings: Settings, index_dir: str | None) -> None:
 
     with _open(settings, index_dir, create=False) as engine:
         run(engine)
+
+
+@cli.command("watch")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@index_option
+@click.option("--model", help="Sentence-transformers model name or local path (new index only).")
+@click.option("--include", multiple=True, metavar="GLOB", help="Only index files matching GLOB (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print each update as one JSON object per line.")
+@pass_settings
+@reports_errors
+def watch_command(settings: Settings, paths: tuple[str, ...], index_dir: str | None, model: str | None,
+                  include: tuple[str, ...], exclude: tuple[str, ...], as_json: bool) -> None:
+    """Index files and folders, then keep the index up to date as they change (Ctrl-C stops).
+
+    Changes are grouped until the files are quiet for a moment, so a save, a bulk copy or a bulk
+    delete is one update. A watched folder that is removed and made again is followed. Searches,
+    `serve` and `mcp` see each update as soon as it is written.
+    """
+    from semsearch.display import count_phrase
+    from semsearch.watch import watch
+
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise click.ClickException(f"no such file or folder: {missing[0]}")
+
+    def report(update) -> None:
+        summary = update.summary
+        if as_json:
+            click.echo(json.dumps({"reason": update.reason, "events": update.events, **summary.to_dict()}))
+        else:
+            counts = [("new", summary.new), ("changed", summary.changed), ("moved", summary.moved),
+                      ("removed", summary.removed), ("skipped", len(summary.skipped))]
+            done = count_phrase([(label, count) for label, count in counts if count]) or "nothing changed"
+            if update.reason == "start":
+                done = f"{summary.new + summary.changed + summary.unchanged} files indexed ({done})"
+            click.echo(f"{time.strftime('%H:%M:%S')} {done}, {summary.chunks_embedded} chunks embedded "
+                       f"({summary.elapsed_seconds:.1f} s)")
+        sys.stdout.flush()
+
+    with _open(settings, index_dir, create=True, model=model) as engine:
+        if not as_json:
+            click.echo(f"Watching {', '.join(paths)} into {engine.directory} (Ctrl-C stops)")
+        interrupted = []
+        try:
+            watch(engine, paths, include=include, exclude=exclude,
+                  on_update=lambda update: (interrupted.append(update.summary.interrupted), report(update)))
+        except KeyboardInterrupt:
+            pass  # between updates: everything is written
+    if interrupted and interrupted[-1]:
+        click.echo("Interrupted: what was finished is saved; run the same command again to resume.", err=True)
+        sys.exit(130)
+    click.echo("Stopped.", err=True)
 
 
 # `eval` lives in its own module to keep this one readable.
