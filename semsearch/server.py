@@ -390,8 +390,10 @@ def serve(
     token: str | None = None,
     allow_remote: bool = False,
     ready: Any = None,
+    serialize: bool = False,
 ) -> None:
-    """Serve ``engine`` until interrupted. ``ready(url)`` is called once the socket listens."""
+    """Serve ``engine`` until interrupted. ``ready(url)`` is called once the socket listens;
+    ``serialize`` is :func:`create_app`'s."""
     import uvicorn
 
     if not is_loopback(host):
@@ -416,7 +418,7 @@ def serve(
     bound_host, bound_port = listener.getsockname()[:2]
     url = f"http://{'[' + bound_host + ']' if ':' in bound_host else bound_host}:{bound_port}/"
     config = uvicorn.Config(
-        create_app(engine, token=token),
+        create_app(engine, token=token, serialize=serialize),
         log_level="warning",
         access_log=False,
         server_header=False,
