@@ -126,10 +126,6 @@ def create_app(engine: Engine, *, token: str | None = None, serialize: bool = Fa
         status = next((code for kind, code in _STATUS if isinstance(error, kind)), 500)
         return _error(status, " ".join(str(error).split()))
 
-    @app.exception_handler(ValueError)
-    async def bad_value(_request: Request, error: ValueError) -> JSONResponse:
-        return _error(400, " ".join(str(error).split()))
-
     Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"How many results (at most {MAX_LIMIT}).")]
     PathGlob = Annotated[
         str | None,

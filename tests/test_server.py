@@ -267,3 +267,36 @@ def test_post_index_reindexes_the_folders_in_a_child_process(real_corpus_index, 
             assert state["state"] == "done" and state["summary"]["new"] == 1, state
             hits = client.get("/search", params={"q": "flying a kite in the wind", "limit": 1}).json()
             assert hits[0]["path"].endswith("kites.md")
+
+
+def test_a_port_in_use_is_a_one_line_error(fake_index, fake_model):
+    import socket
+
+    index, _ = fake_index
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["--index", str(index), "serve", "--port", str(port)])
+    assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output, result.output
+    assert result.output.count("\n") == 1
+
+
+def test_an_empty_index_answers_409_until_a_writer_fills_it(tmp_path, fake_embedder):
+    index = tmp_path / "idx"
+    semsearch.open(index, embedder=fake_embedder).close()  # exists, holds nothing, no model recorded yet
+    notes = write_notes(tmp_path / "notes")
+    with server(FAKE_CLI, index) as (url, _process):
+        with httpx.Client(base_url=url, timeout=60) as client:
+            empty = client.get("/search", params={"q": "tides"})
+            assert empty.status_code == 409 and "holds no documents yet" in empty.json()["error"]
+            writer = Process([*FAKE_CLI, "--index", str(index), "index", str(notes)])
+            assert writer.popen.wait(timeout=120) == 0, writer.text()
+            hits = client.get("/search", params={"q": "moon tides", "limit": 1}).json()
+            assert hits[0]["path"].endswith("tides.md")
+            assert client.get("/status").json()["documents"] == len(NOTES)
+
+
+def test_too_many_filter_values_are_refused(fake_server):
+    response = fake_server.get("/search", params={"q": "tides", "type": ["md"] * 21})
+    assert response.status_code == 422 and "type" in response.json()["error"]
