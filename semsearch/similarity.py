@@ -7,7 +7,7 @@ Measured against a best chunk-to-chunk match, and against ranking by centroid-to
 cosine, on documents whose relatedness is known (docs/quality.md#similar-documents): the centroid
 is as good or better on long documents and costs one vector search, where a chunk-to-chunk match
 costs one search per chunk of the document and follows whichever single passage happens to
-match, such as a shared licence footer or boilerplate heading.
+match (among PEPs, most often the boilerplate "Copyright" section).
 """
 
 from __future__ import annotations
