@@ -87,8 +87,8 @@ def main() -> None:
             concurrency(index, queries, folder, updates, args.seconds, args.rounds)
             save_to_searchable(index, folder, updates, args.saves)
         finally:
-            watcher.send_signal(2)
-            watcher.wait(timeout=60)
+            watcher.terminate()  # SIGTERM stops watch as Ctrl-C does (SIGINT may be ignored in a background job)
+            watcher.wait(timeout=120)
         print(f"watch exit status {watcher.returncode}; verify: ", end="")
         with semsearch.open(index, create=False) as engine:
             print("OK" if engine.verify().ok else "PROBLEMS")
@@ -124,7 +124,7 @@ class Server:
         self.url = found.group(0)
 
     def close(self) -> None:
-        self.process.send_signal(2)
+        self.process.terminate()
         self.process.wait(timeout=30)
 
 

@@ -19,6 +19,12 @@ FAKE_CLI = [sys.executable, str(TESTS / "fake_cli.py")]
 REAL_CLI = [sys.executable, "-m", "semsearch"]
 
 
+def _default_ctrl_c() -> None:
+    """In the child: SIGINT does what Ctrl-C does, even when the tests run from a background job
+    (a non-interactive shell starts those with SIGINT ignored, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Process:
     """A child process whose output lines are collected by threads, so a test can wait for one."""
 
@@ -26,7 +32,7 @@ class Process:
                  stdin: int | None = subprocess.DEVNULL) -> None:
         self.popen = subprocess.Popen(
             list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, text=True,
-            env={**os.environ, **(env or {})}, cwd=cwd,
+            env={**os.environ, **(env or {})}, cwd=cwd, preexec_fn=_default_ctrl_c,
         )
         self.lines: queue.Queue[tuple[str, str]] = queue.Queue()
         self.output: list[tuple[str, str]] = []
