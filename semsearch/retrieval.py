@@ -20,6 +20,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from semsearch import bm25
+from semsearch.fts import TermStatistics
 from semsearch.store import Store
 from semsearch.types import Mode, SearchFilter
 from semsearch.vector_store import VectorStore
@@ -187,7 +189,7 @@ class Retriever:
         self._vectors = vectors
         self._embed_query = embed_query
         self._query_vectors: dict[str, np.ndarray] = {}
-        self._terms: dict[str, list[str]] = {}
+        self._terms: dict[str, tuple[list[str], TermStatistics | None]] = {}
         self.settings = settings or FusionSettings()
 
     def rank(self, query: str, depth: int, mode: Mode, where: SearchFilter) -> Ranked:
@@ -197,13 +199,15 @@ class Retriever:
             return self.keyword(query, depth, where)
         return self.hybrid(query, depth, where)
 
-    def _keyword_terms(self, query: str) -> list[str]:
+    def _keyword_terms(self, query: str) -> tuple[list[str], TermStatistics | None]:
         """The query's words, less those in half the chunks or more (they weigh nothing in BM25
-        and cost a scan of most of the index), unless nothing else is left."""
+        and cost a scan of most of the index), unless nothing else is left; and the statistics
+        BM25 needs about them."""
         if query not in self._terms:
             terms = keyword_terms(query)
-            common = self._store.common_terms(terms, self._vectors.live)
-            self._terms[query] = [term for term in terms if term not in common] or terms
+            stats = self._store.keyword_statistics(terms) if terms else None
+            common = bm25.weightless(terms, stats) if stats else set()
+            self._terms[query] = ([term for term in terms if term not in common] or terms, stats)
         return self._terms[query]
 
     def _vector(self, query: str) -> np.ndarray:
@@ -249,13 +253,31 @@ class Retriever:
         return dict(zip(found.tolist(), (vectors @ self._vector(query)).tolist()))
 
     def keyword(self, query: str, depth: int, where: SearchFilter, *, only: Sequence[int] | None = None) -> Ranked:
-        """Chunks by BM25 over their title and text; ``only`` scores just those chunk ids."""
-        terms = self._keyword_terms(query)
+        """Chunks by BM25 over their title and text, exactly as FTS5 ranks them.
+
+        ``only`` scores just those chunk ids (chunks already known to pass ``where``: hybrid
+        search scores the chunks only the semantic side found), from the rows themselves. A
+        query with both rare and common words is first tried with :func:`semsearch.bm25.shortcut`,
+        which proves FTS5's answer without scoring every row that holds a common word.
+        """
+        terms, stats = self._keyword_terms(query)
         if not terms:
             return []
-        return self._store.keyword_search(
-            match_expression(terms), depth, where, weights=self.settings.keyword_weights, only=only
-        )
+        weights = self.settings.keyword_weights
+        row_tokens = self._store.keyword_row_tokens
+
+        def search(words: Sequence[str], limit: int) -> Ranked:
+            return self._store.keyword_search(match_expression(words), limit, where, weights=weights, only=only)
+
+        if stats is not None and only is not None:
+            scored = bm25.score_rows(only, terms, stats, weights=weights, row_tokens=row_tokens)
+            if scored is not None:
+                return scored[:depth]
+        elif stats is not None and (split := bm25.plan(terms, stats)) is not None:
+            ranked = bm25.shortcut(split, stats, depth, weights=weights, search_rare=search, row_tokens=row_tokens)
+            if ranked is not None:
+                return ranked
+        return search(terms, depth)
 
     def hybrid(self, query: str, depth: int, where: SearchFilter) -> Ranked:
         settings = self.settings
