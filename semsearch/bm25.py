@@ -132,28 +132,37 @@ def shortcut(
     """The exact BM25 top ``limit`` of the whole query, or ``None`` if it cannot be proven.
 
     ``search_rare(words, n)`` is FTS5's top ``n`` for those words (with the caller's filter);
-    ``row_tokens(ids, tokens)`` reads rows' lengths and token counts.
+    ``row_tokens(ids, tokens)`` reads rows' lengths and token counts. Rows are completed in
+    batches, best rare-word score first, and only while one could still enter the top: a row
+    whose rare-word score plus every common word's largest part is below the ``limit``-th full
+    score found so far cannot, and neither can any row after it.
     """
-    depth = max(limit * CANDIDATES, MIN_CANDIDATES)
-    partial = search_rare(split.rare, depth)
-    found = row_tokens([row_id for row_id, _ in partial], split.common_tokens)
-    scored = []
-    for row_id, score in partial:
-        row = found.get(row_id)
-        if row is None:  # deleted since FTS5 matched it
-            continue
-        for token in split.common_tokens:
-            counts = row.counts.get(token)
-            if counts:
-                frequency = sum(weight * count for weight, count in zip(weights, counts))
-                score += part(split.idf[token], frequency, row.length, stats.average_length)
-        scored.append((row_id, score))
-    scored.sort(key=lambda pair: (-pair[1], pair[0]))
-    # The most a row outside `partial` can score: what the common words can add, on top of the
-    # last candidate's rare-word score (or of nothing, when every match of a rare word is in).
-    beyond = sum(split.idf[token] * (K1 + 1.0) for token in split.common_tokens)
-    if len(partial) >= depth:
-        beyond += partial[-1][1]
-    if len(scored) < limit or scored[limit - 1][1] < beyond:
+    partial = search_rare(split.rare, max(limit * CANDIDATES, MIN_CANDIDATES))
+    most_added = sum(split.idf[token] * (K1 + 1.0) for token in split.common_tokens)
+    scored: list[tuple[int, float]] = []
+    threshold = -math.inf  # the limit-th best full score so far
+    done, batch = 0, max(2 * limit, 20)
+    while done < len(partial) and partial[done][1] + most_added >= threshold:
+        chunk = partial[done : done + batch]
+        done += len(chunk)
+        found = row_tokens([row_id for row_id, _ in chunk], split.common_tokens)
+        for row_id, score in chunk:
+            row = found.get(row_id)
+            if row is None:  # deleted since FTS5 matched it
+                continue
+            for token in split.common_tokens:
+                counts = row.counts.get(token)
+                if counts:
+                    frequency = sum(weight * count for weight, count in zip(weights, counts))
+                    score += part(split.idf[token], frequency, row.length, stats.average_length)
+            scored.append((row_id, score))
+        scored.sort(key=lambda pair: (-pair[1], pair[0]))
+        if len(scored) >= limit:
+            threshold = scored[limit - 1][1]
+        batch = max(limit, 20)
+    # A row FTS5 did not return scores at most the last returned rare-word score (or nothing, if
+    # every row holding a rare word was returned) plus what the common words can add.
+    beyond = most_added + (partial[-1][1] if len(partial) >= max(limit * CANDIDATES, MIN_CANDIDATES) else 0.0)
+    if len(scored) < limit or threshold < beyond:
         return None
     return scored[:limit]

@@ -205,7 +205,7 @@ class Retriever:
         BM25 needs about them."""
         if query not in self._terms:
             terms = keyword_terms(query)
-            stats = self._store.keyword_statistics(terms) if terms else None
+            stats = self._store.keyword_statistics(terms, revision=self._vectors.revision) if terms else None
             common = bm25.weightless(terms, stats) if stats else set()
             self._terms[query] = ([term for term in terms if term not in common] or terms, stats)
         return self._terms[query]

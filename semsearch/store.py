@@ -48,6 +48,7 @@ from semsearch.types import ChunkDraft, SearchFilter
 
 DATABASE_NAME = "semsearch.db"
 SCHEMA_HEAD = "0004"  # the newest migration in migrations/versions/
+TOKEN_COUNTS_KEPT = 100_000  # keyword_statistics forgets its counts past this many tokens
 BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another process's lock before failing
 
 
@@ -148,6 +149,7 @@ class Store:
         self.path = path
         self._engine = create_engine(f"sqlite:///{path}", future=True)
         event.listen(self._engine, "connect", _configure_connection)
+        self._token_rows: tuple[int | None, dict[str, int]] = (None, {})  # see keyword_statistics
         self._before_commit: Callable[[Writer], None] | None = None
         self._after_commit: Callable[[Writer], None] | None = None
         event.listen(self._engine, "handle_error", self._raise_typed_error)
@@ -386,10 +388,21 @@ class Store:
         with self._engine.connect() as connection:
             return fts.search(connection, match, limit, where, weights=weights, only=only)
 
-    def keyword_statistics(self, words: Sequence[str]) -> fts.TermStatistics:
-        """Row count, average row length, and the words' tokens with how many rows hold each."""
+    def keyword_statistics(self, words: Sequence[str], *, revision: int | None = None) -> fts.TermStatistics:
+        """Row count, average row length, and the words' tokens with how many rows hold each.
+
+        Given the ``revision`` being searched, token counts are remembered until it changes (a
+        common word costs a scan of its postings to count; a server asks for it again and again).
+        """
+        cached_revision, counts = self._token_rows
+        if revision is None or revision != cached_revision or len(counts) > TOKEN_COUNTS_KEPT:
+            counts = {}
         with self._engine.connect() as connection:
-            return fts.statistics(connection, words)
+            stats = fts.statistics(connection, words, counts)
+        if revision is not None:
+            counts.update(stats.rows_with)
+            self._token_rows = (revision, counts)
+        return stats
 
     def keyword_row_tokens(self, ids: Sequence[int], tokens: Sequence[str]) -> dict[int, fts.RowTokens]:
         """Rows' lengths in tokens and how often each of ``tokens`` occurs in each column."""
