@@ -4,15 +4,20 @@ FTS5 scores every row that matches any query word. A word in a fifth of the chun
 fifth of the index, scored at about 2 microseconds a row, though such a word weighs little: its
 IDF is small. The shortcut (the idea of "MaxScore" in search engines) splits the words in two:
 
-1. *rare* words are searched by FTS5 as usual, which scores the rows holding them on those words
-   alone (their IDF is over the whole table, so each word's part of the score is exactly what it
-   is in the full query);
-2. the best of those rows get the rest of their score, the *common* words' parts, computed here
-   from each row's token counts with FTS5's own formula;
-3. a row outside those candidates scores at most the last candidate's rare-word score plus every
-   common word's largest possible part, ``idf * (k1 + 1)``. If the ``limit``-th best full score
-   is at least that, no other row can enter the top, and the answer is FTS5's; if not, the
-   caller runs the full query.
+1. FTS5 ranks the rows holding the *rare* words on those words alone (each word's IDF is over
+   the whole table, so its part of a row's score is what it is in the full query); for a row
+   without a common word that is its full score, and for any row a lower bound of it;
+2. FTS5 ranks the rows holding a rare word *and* a *common* one on every word of the query
+   (``(rare ...) AND (common ...)``): full scores, and only for rows holding a rare word;
+3. merged, the best ``limit`` hold every row holding a rare word that belongs in the top: a row
+   whose full score is missing either lacks common words (then step 1 has it) or was beaten by
+   ``limit`` rows of step 2; an underestimated row ranks below those ``limit`` rows too;
+4. a row holding only common words scores at most ``idf * (k1 + 1)`` per common word. If the
+   ``limit``-th merged score is at least that, the answer is FTS5's; else the caller runs the
+   full query.
+
+What is saved is scoring the rows that hold only common words, usually nearly all of them; what
+is left is FTS5 counting each word's rows for its IDF (about 75 ns a row).
 
 :func:`plan` decides whether a query is worth splitting; :func:`shortcut` does it.
 :func:`score_rows` scores given rows the same way (hybrid search scores the chunks only the
@@ -31,10 +36,9 @@ K1 = 1.2  # FTS5's bm25() constants
 B = 0.75
 MIN_IDF = 1e-6  # FTS5 clamps the IDF of a word in half the rows or more to this
 
-COMMON_SHARE = 0.02  # a word in more than this share of rows is "common" (its IDF is below ~3.9)
+COMMON_SHARE = 0.01  # a word in more than this share of rows is "common" (its IDF is below ~4.6)
 SPLIT_FROM_ROWS = 20_000  # queries whose words match fewer rows than this are scored by FTS5 alone
-CANDIDATES = 4  # rows given a full score, per result asked for (at least MIN_CANDIDATES)
-MIN_CANDIDATES = 200
+POSTINGS_PER_ROW_READ = 100  # score_rows reads a row's tokens in the time FTS5 walks this many postings
 
 Ranked = list[tuple[int, float]]
 
@@ -120,49 +124,32 @@ def score_rows(
     return scored
 
 
-def shortcut(
-    split: Split,
-    stats: TermStatistics,
-    limit: int,
-    *,
-    weights: Sequence[float],
-    search_rare: Callable[[Sequence[str], int], Ranked],
-    row_tokens: Callable[[Sequence[int], Sequence[str]], Mapping[int, RowTokens]],
-) -> Ranked | None:
+def shortcut(split: Split, limit: int, *, search: Callable[[str, int], Ranked]) -> Ranked | None:
     """The exact BM25 top ``limit`` of the whole query, or ``None`` if it cannot be proven.
 
-    ``search_rare(words, n)`` is FTS5's top ``n`` for those words (with the caller's filter);
-    ``row_tokens(ids, tokens)`` reads rows' lengths and token counts. Rows are completed in
-    batches, best rare-word score first, and only while one could still enter the top: a row
-    whose rare-word score plus every common word's largest part is below the ``limit``-th full
-    score found so far cannot, and neither can any row after it.
+    ``search(expression, n)`` is FTS5's top ``n`` for an FTS5 query expression (with the
+    caller's filter and weights). Two cheap searches replace the full one:
+
+    - the rare words alone: each row's score on them (a lower bound of its full score, and its
+      full score when it holds no common word);
+    - rows holding a rare word *and* a common one: FTS5 scores them on every word of the query,
+      so their scores are full ones; only rows holding a rare word are scored.
+
+    Every row holding a rare word then has its full score, or is beaten by ``limit`` rows that
+    do (see the module's notes). A row holding only common words scores at most what they can
+    add, ``idf * (k1 + 1)`` each: if the ``limit``-th score found is at least that, the top is
+    FTS5's.
     """
-    partial = search_rare(split.rare, max(limit * CANDIDATES, MIN_CANDIDATES))
-    most_added = sum(split.idf[token] * (K1 + 1.0) for token in split.common_tokens)
-    scored: list[tuple[int, float]] = []
-    threshold = -math.inf  # the limit-th best full score so far
-    done, batch = 0, max(2 * limit, 20)
-    while done < len(partial) and partial[done][1] + most_added >= threshold:
-        chunk = partial[done : done + batch]
-        done += len(chunk)
-        found = row_tokens([row_id for row_id, _ in chunk], split.common_tokens)
-        for row_id, score in chunk:
-            row = found.get(row_id)
-            if row is None:  # deleted since FTS5 matched it
-                continue
-            for token in split.common_tokens:
-                counts = row.counts.get(token)
-                if counts:
-                    frequency = sum(weight * count for weight, count in zip(weights, counts))
-                    score += part(split.idf[token], frequency, row.length, stats.average_length)
-            scored.append((row_id, score))
-        scored.sort(key=lambda pair: (-pair[1], pair[0]))
-        if len(scored) >= limit:
-            threshold = scored[limit - 1][1]
-        batch = max(limit, 20)
-    # A row FTS5 did not return scores at most the last returned rare-word score (or nothing, if
-    # every row holding a rare word was returned) plus what the common words can add.
-    beyond = most_added + (partial[-1][1] if len(partial) >= max(limit * CANDIDATES, MIN_CANDIDATES) else 0.0)
-    if len(scored) < limit or threshold < beyond:
+    rare = match_expression(split.rare)
+    best = dict(search(rare, limit))
+    best.update(search(f"({rare}) AND ({match_expression(split.common)})", limit))  # full scores, never lower
+    ranked = sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))[:limit]
+    most_common_only = sum(split.idf[token] * (K1 + 1.0) for token in split.common_tokens)
+    if len(ranked) < limit or ranked[-1][1] < most_common_only:
         return None
-    return scored[:limit]
+    return ranked
+
+
+def match_expression(words: Sequence[str]) -> str:
+    """An FTS5 query matching any of the words; each is quoted so no word is read as syntax."""
+    return " OR ".join('"' + word.replace('"', '""') + '"' for word in words)

@@ -21,6 +21,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from semsearch import bm25
+from semsearch.bm25 import match_expression
 from semsearch.fts import TermStatistics
 from semsearch.store import Store
 from semsearch.types import Mode, SearchFilter
@@ -90,11 +91,6 @@ def keyword_terms(query: str) -> list[str]:
     words = [word.lower() for word in _WORD.findall(query)]
     content = [word for word in words if word not in STOPWORDS]
     return list(dict.fromkeys(content or words))
-
-
-def match_expression(terms: Sequence[str]) -> str:
-    """An FTS5 query matching any of the terms; each is quoted so no word is read as syntax."""
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
 # -- fusion -------------------------------------------------------------------------------------
@@ -258,7 +254,7 @@ class Retriever:
         ``only`` scores just those chunk ids (chunks already known to pass ``where``: hybrid
         search scores the chunks only the semantic side found), from the rows themselves. A
         query with both rare and common words is first tried with :func:`semsearch.bm25.shortcut`,
-        which proves FTS5's answer without scoring every row that holds a common word.
+        which proves FTS5's answer without scoring the rows that hold only common words.
         """
         terms, stats = self._keyword_terms(query)
         if not terms:
@@ -266,18 +262,21 @@ class Retriever:
         weights = self.settings.keyword_weights
         row_tokens = self._store.keyword_row_tokens
 
-        def search(words: Sequence[str], limit: int) -> Ranked:
-            return self._store.keyword_search(match_expression(words), limit, where, weights=weights, only=only)
+        def search(expression: str, limit: int) -> Ranked:
+            return self._store.keyword_search(expression, limit, where, weights=weights, only=only)
 
         if stats is not None and only is not None:
-            scored = bm25.score_rows(only, terms, stats, weights=weights, row_tokens=row_tokens)
-            if scored is not None:
-                return scored[:depth]
+            # Reading a row's tokens costs about as much as FTS5 walking 100 postings: pick the cheaper.
+            matched = sum(stats.rows_with.get(token, 0) for word in terms for token in stats.tokens.get(word, ()))
+            if matched > bm25.POSTINGS_PER_ROW_READ * len(only):
+                scored = bm25.score_rows(only, terms, stats, weights=weights, row_tokens=row_tokens)
+                if scored is not None:
+                    return scored[:depth]
         elif stats is not None and (split := bm25.plan(terms, stats)) is not None:
-            ranked = bm25.shortcut(split, stats, depth, weights=weights, search_rare=search, row_tokens=row_tokens)
+            ranked = bm25.shortcut(split, depth, search=search)
             if ranked is not None:
                 return ranked
-        return search(terms, depth)
+        return search(match_expression(terms), depth)
 
     def hybrid(self, query: str, depth: int, where: SearchFilter) -> Ranked:
         settings = self.settings

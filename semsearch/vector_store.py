@@ -48,12 +48,12 @@ LEGACY_FILE = "vectors.faiss"  # the single FAISS file of schema 0002 and before
 SETTINGS = ("auto", "exact", "ivf")
 
 # Chosen by measurement (docs/benchmarks.md, benchmarks/ann_recall.py): exact search grows
-# linearly (a few ms per 100k vectors), and IVF probing 6% of its lists keeps recall@10 >= 0.95
+# linearly (a few ms per 100k vectors), and IVF probing 4% of its lists keeps recall@10 at 0.98
 # on real MiniLM vectors.
 APPROXIMATE_FROM = 100_000
 LEAVE_APPROXIMATE_BELOW = 75_000  # hysteresis: an index hovering at the threshold is not rewritten back and forth
 MIN_IVF_SEGMENT = 1_024  # smaller segments stay flat: too few vectors to train lists on, and cheap to scan
-DEFAULT_PROBE = 0.06
+DEFAULT_PROBE = 0.04
 RESCORE_EXTRA = 32  # candidates rescored beyond those asked for (at least half as many again)
 
 MERGE_FACTOR = 8  # merge this many adjacent segments of similar size

@@ -61,8 +61,8 @@ def test_the_shortcut_returns_exactly_what_fts5_returns(index, monkeypatch, weig
     proven = []  # (depth, whether the shortcut proved its answer)
     original = bm25.shortcut
 
-    def spy(split, stats, limit, **options):
-        result = original(split, stats, limit, **options)
+    def spy(split, limit, **options):
+        result = original(split, limit, **options)
         proven.append((limit, result is not None))
         return result
 
@@ -81,7 +81,7 @@ def test_the_shortcut_returns_exactly_what_fts5_returns(index, monkeypatch, weig
     assert len(tens) >= 25 and sum(tens) >= 0.6 * len(tens)
 
 
-def test_rows_are_scored_from_their_tokens_exactly_as_fts5_scores_them(index):
+def test_rows_are_scored_from_their_tokens_exactly_as_fts5_scores_them(index, monkeypatch):
     weights = (2.0, 1.0)
     retriever = Retriever(index._store, index.vectors(), index._embed_query, FusionSettings(keyword_weights=weights))
     ids = list(range(1, 3000, 7))
@@ -90,24 +90,27 @@ def test_rows_are_scored_from_their_tokens_exactly_as_fts5_scores_them(index):
         got = bm25.score_rows(ids, words, stats, weights=weights, row_tokens=index._store.keyword_row_tokens)
         expected = index._store.keyword_search(match_expression(words), len(ids), SearchFilter(), weights=weights, only=ids)
         assert dict(got) == pytest.approx(dict(expected), rel=1e-9)
-        assert got == retriever.keyword(query, len(ids), SearchFilter(), only=ids)
+        for read_rows in (0, 10**9):  # hybrid's choice: read the rows' tokens, or let FTS5 walk its postings
+            monkeypatch.setattr(bm25, "POSTINGS_PER_ROW_READ", read_rows)
+            chosen = retriever.keyword(query, len(ids), SearchFilter(), only=ids)
+            assert [chunk for chunk, _ in chosen] == [chunk for chunk, _ in got]
+            assert [score for _, score in chosen] == pytest.approx([score for _, score in got], rel=1e-9)
 
 
 def test_a_query_the_shortcut_cannot_prove_falls_back_to_fts5(index, monkeypatch):
     monkeypatch.setattr(bm25, "SPLIT_FROM_ROWS", 0)
-    monkeypatch.setattr(bm25, "MIN_CANDIDATES", 1)
-    monkeypatch.setattr(bm25, "CANDIDATES", 1)  # too few candidates to prove anything
     retriever = Retriever(index._store, index.vectors(), index._embed_query)
-    query = "word1 word2 harbour engine"
+    query = "word1 word2 harbour engine"  # two rare words: fewer rows hold them than the 80 asked for
     words, stats = retriever._keyword_terms(query)
     split = bm25.plan(words, stats)
-    assert split is not None
-    assert bm25.shortcut(
-        split, stats, 50, weights=(1.0, 1.0),
-        search_rare=lambda w, n: full_fts5(index, w, n, SearchFilter(), (1.0, 1.0)),
-        row_tokens=index._store.keyword_row_tokens,
-    ) is None
-    assert retriever.keyword(query, 50, SearchFilter()) == full_fts5(index, words, 50, SearchFilter(), (1.0, 1.0))
+    assert split is not None and split.rare == ["word1", "word2"]
+
+    def search(expression, limit):
+        return index._store.keyword_search(expression, limit, SearchFilter(), weights=(1.0, 1.0))
+
+    assert bm25.shortcut(split, 80, search=search) is None
+    assert bm25.shortcut(split, 5, search=search) is not None
+    assert retriever.keyword(query, 80, SearchFilter()) == full_fts5(index, words, 80, SearchFilter(), (1.0, 1.0))
 
 
 def test_a_phrase_word_is_left_to_fts5():
