@@ -1,7 +1,7 @@
 """FTS5's BM25, and a way to get its exact top results without scoring every match.
 
 FTS5 scores every row that matches any query word. A word in a fifth of the chunks makes that a
-fifth of the index, scored at about 2 microseconds a row, though such a word weighs little: its
+fifth of the index, scored at 2-5 microseconds a row, though such a word weighs little: its
 IDF is small. The shortcut (the idea of "MaxScore" in search engines) splits the words in two:
 
 1. FTS5 ranks the rows holding the *rare* words on those words alone (each word's IDF is over

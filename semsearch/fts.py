@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, column, func, literal_column, select, table
+from sqlalchemy import Connection, column, func, literal_column, select, table, text
 
 from semsearch.filters import filter_conditions
 from semsearch.schema import chunks, documents
@@ -86,7 +86,9 @@ def search(
     if only is not None:
         # "rowid + 0", not "rowid": a bare rowid IN (...) makes SQLite seek FTS5 once per id,
         # 60-170 times slower than matching once and filtering.
-        query = query.where((fts.c.rowid + 0).in_([int(i) for i in only]))
+        # The ids are written into the SQL as numbers: bound one by one, SQLAlchemy took 25 ms
+        # to compile an IN of 10,000 (a narrow filter's chunks).
+        query = query.where(text(f"chunk_fts.rowid + 0 IN ({','.join(str(int(i)) for i in only) or 'NULL'})"))
     query = query.order_by(rank).limit(limit)
     rows = connection.execute(query).all()
     return [(int(row[0]), -float(row[1])) for row in rows]

@@ -186,6 +186,7 @@ class Retriever:
         self._embed_query = embed_query
         self._query_vectors: dict[str, np.ndarray] = {}
         self._terms: dict[str, tuple[list[str], TermStatistics | None]] = {}
+        self._allowed: dict[SearchFilter, np.ndarray] = {}  # narrow filters' chunk ids, once listed
         self.settings = settings or FusionSettings()
 
     def rank(self, query: str, depth: int, mode: Mode, where: SearchFilter) -> Ranked:
@@ -218,6 +219,12 @@ class Retriever:
         if where.empty:
             found = self._vectors.search(vector, depth)
             return list(zip(found.ids.tolist(), found.scores.tolist()))
+        listed = self._store.remembered_chunk_ids(where, limit=ALLOWED_LIST_MAX + 1, revision=self._vectors.revision)
+        if listed is not None and len(listed) <= ALLOWED_LIST_MAX:  # known to be narrow: no first try
+            if where.hashable:
+                self._allowed[where] = listed
+            found = self._vectors.search(vector, depth, allowed=listed)
+            return list(zip(found.ids.tolist(), found.scores.tolist()))
         # Broad filters: search deeper, keep what passes. Exact search stays exact this way: if
         # enough of the true top `pool` pass, they are the true top `depth` of what passes.
         pool = max(depth * POST_FILTER_DEPTH, 40)
@@ -227,8 +234,10 @@ class Retriever:
         if len(kept) >= depth or len(found.ids) < pool:
             return kept[:depth]
         # Narrow filters: list the allowed chunks and search only those.
-        allowed = self._store.filtered_chunk_ids(where, limit=ALLOWED_LIST_MAX + 1)
+        allowed = self._store.filtered_chunk_ids(where, limit=ALLOWED_LIST_MAX + 1, revision=self._vectors.revision)
         if len(allowed) <= ALLOWED_LIST_MAX:
+            if where.hashable:
+                self._allowed[where] = allowed
             found = self._vectors.search(vector, depth, allowed=allowed)
             return list(zip(found.ids.tolist(), found.scores.tolist()))
         # In between: deepen the post-filtered search until enough pass.
@@ -261,9 +270,23 @@ class Retriever:
             return []
         weights = self.settings.keyword_weights
         row_tokens = self._store.keyword_row_tokens
+        within = only
+        if only is None and where.hashable and where in self._allowed:
+            # A narrow filter the semantic side listed: keep FTS5's matches among those chunks
+            # (a set lookup each) instead of looking each match's document up.
+            within, where = self._allowed[where].tolist(), SearchFilter()
+        elif only is None and not where.empty:
+            # Other filters: rank without it, deeper, and keep what passes. If enough of the true
+            # top `pool` pass, they are the true top `depth` of what passes (as for semantic).
+            pool = max(depth * POST_FILTER_DEPTH, 40)
+            unfiltered = self.keyword(query, pool, SearchFilter())
+            passing = self._store.passing_chunk_ids(where, [chunk for chunk, _ in unfiltered])
+            kept = [(chunk, score) for chunk, score in unfiltered if chunk in passing]
+            if len(kept) >= depth or len(unfiltered) < pool:
+                return kept[:depth]
 
         def search(expression: str, limit: int) -> Ranked:
-            return self._store.keyword_search(expression, limit, where, weights=weights, only=only)
+            return self._store.keyword_search(expression, limit, where, weights=weights, only=within)
 
         if stats is not None and only is not None:
             # Reading a row's tokens costs about as much as FTS5 walking 100 postings: pick the cheaper.

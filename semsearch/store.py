@@ -49,6 +49,7 @@ from semsearch.types import ChunkDraft, SearchFilter
 DATABASE_NAME = "semsearch.db"
 SCHEMA_HEAD = "0004"  # the newest migration in migrations/versions/
 TOKEN_COUNTS_KEPT = 100_000  # keyword_statistics forgets its counts past this many tokens
+FILTERS_KEPT = 8  # filtered_chunk_ids remembers the chunk ids of this many filters
 BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another process's lock before failing
 
 
@@ -150,6 +151,7 @@ class Store:
         self._engine = create_engine(f"sqlite:///{path}", future=True)
         event.listen(self._engine, "connect", _configure_connection)
         self._token_rows: tuple[int | None, dict[str, int]] = (None, {})  # see keyword_statistics
+        self._filtered: tuple[int | None, dict[tuple[SearchFilter, int | None], np.ndarray]] = (None, {})
         self._before_commit: Callable[[Writer], None] | None = None
         self._after_commit: Callable[[Writer], None] | None = None
         event.listen(self._engine, "handle_error", self._raise_typed_error)
@@ -354,14 +356,40 @@ class Store:
             ).all()
         return dict(rows)
 
-    def filtered_chunk_ids(self, where: SearchFilter, *, limit: int | None = None) -> np.ndarray:
-        """Ids of the chunks whose document passes the filter (at most ``limit`` of them)."""
+    def remembered_chunk_ids(self, where: SearchFilter, *, limit: int | None = None, revision: int) -> np.ndarray | None:
+        """What :meth:`filtered_chunk_ids` listed for this filter at this revision, if it still
+        remembers; else ``None`` (nothing is read)."""
+        cached_revision, lists = self._filtered
+        if revision != cached_revision or not where.hashable:
+            return None
+        return lists.get((where, limit))
+
+    def filtered_chunk_ids(self, where: SearchFilter, *, limit: int | None = None, revision: int | None = None) -> np.ndarray:
+        """Ids of the chunks whose document passes the filter (at most ``limit`` of them).
+
+        Listing them costs about 4 microseconds a chunk (45 ms for 10,000 of a million), and a
+        filter is often reused query after query: given the ``revision`` being searched, the
+        last few lists are remembered until it changes.
+        """
+        cached_revision, lists = self._filtered
+        if not where.hashable:
+            revision = None
+        if revision is None or revision != cached_revision:
+            lists = {}
+        key = (where, limit)
+        if key in lists:
+            return lists[key]
         query = select(chunks.c.id).where(chunks.c.document_id.in_(allowed_documents(where)))
         if limit is not None:
             query = query.limit(limit)
         with self._engine.connect() as connection:
-            ids = connection.execute(query).scalars().all()
-        return np.asarray(ids, dtype=np.int64)
+            result = connection.execute(query)
+            ids = np.fromiter((row[0] for row in result.cursor.fetchall()), dtype=np.int64)  # no Row objects
+        ids.flags.writeable = False  # shared by every search of this revision
+        if revision is not None:
+            lists = {**dict(list(lists.items())[-(FILTERS_KEPT - 1) :]), key: ids}
+            self._filtered = (revision, lists)
+        return ids
 
     def passing_chunk_ids(self, where: SearchFilter, ids: Sequence[int]) -> set[int]:
         """Which of these chunks pass the filter (and still exist)."""
