@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test screenshots bench clean
 
 install: $(VENV)/.installed
 
@@ -29,8 +29,19 @@ demo: install
 	$(BIN)/semsearch --index $(DEMO_INDEX) search "which planet is the hottest" --limit 2 --type pdf
 	$(BIN)/semsearch --index $(DEMO_INDEX) search "can I work from home" --limit 1 --json
 
-test: install
+# The web page test drives Debian's chromium (Playwright's own browser download does not work
+# offline). Installed here when missing; without it (no root, not Debian) that one test is skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+		echo "could not install chromium: tests/test_web.py will be skipped" >&2
+
+test: install browser
 	$(BIN)/python -m pytest -q
+
+# docs/web-search.png and docs/web-document.png, taken by the web page test from the real page.
+screenshots: install browser
+	SEMSEARCH_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/test_web.py
 
 bench: install
 	$(BIN)/python benchmarks/index_folder.py

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,12 +154,7 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
                    path_glob: str | None, types: tuple[str, ...], meta: tuple[str, ...],
                    group_by_document: bool, rerank: bool, rerank_model: str | None, as_json: bool) -> None:
     """Ask the index a question in plain words."""
-    metadata = {}
-    for item in meta:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--meta")
-        metadata[key] = value
+    metadata = _metadata_filter(meta)
     reranker = None
     if rerank or rerank_model:
         from semsearch.embedder import load_reranker
@@ -168,7 +164,7 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
         hits = engine.search(query, limit=limit, mode=mode, path=path_glob, types=types,
                              metadata=metadata, group_by_document=group_by_document, reranker=reranker)
     if as_json:
-        click.echo(json.dumps([_hit_dict(hit) for hit in hits], ensure_ascii=False, indent=2))
+        click.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
         return
     if not hits:
         click.echo("No results.", err=True)
@@ -176,13 +172,50 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
     _print_hits(hits, query)
 
 
-def _hit_dict(hit) -> dict[str, Any]:
-    return {
-        "rank": hit.rank, "score": round(hit.score, 6), "path": hit.path, "title": hit.title,
-        "text": hit.text, "chunk_id": hit.chunk_id, "document_id": hit.document_id,
-        "start_line": hit.start_line, "end_line": hit.end_line, "page": hit.page,
-        "format": hit.format, "metadata": hit.metadata,
-    }
+def _metadata_filter(meta: tuple[str, ...]) -> dict[str, str]:
+    """``--meta KEY=VALUE`` options as a mapping."""
+    metadata = {}
+    for item in meta:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--meta")
+        metadata[key] = value
+    return metadata
+
+
+@cli.command("similar")
+@click.argument("target", metavar="PATH_OR_ID")
+@index_option
+@click.option("-n", "--limit", default=10, show_default=True, type=click.IntRange(min=1),
+              help="How many documents.")
+@click.option("--path", "path_glob", metavar="GLOB", help="Only documents whose path matches GLOB.")
+@click.option("--type", "types", multiple=True, metavar="EXT", help="Only this file type (repeatable).")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Only documents with this metadata value (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits, one per document.")
+@pass_settings
+@reports_errors
+def similar_command(settings: Settings, target: str, index_dir: str | None, limit: int, path_glob: str | None,
+                    types: tuple[str, ...], meta: tuple[str, ...], as_json: bool) -> None:
+    """Documents most like one document ("more like this"), the document itself left out.
+
+    PATH_OR_ID is an indexed file, a text id, or a document id from search results
+    (document_id in --json); - reads a text from standard input instead. Each document is
+    shown with its passage most like the whole.
+    """
+    metadata = _metadata_filter(meta)
+    text = None
+    if target == "-":
+        text = sys.stdin.read()
+    with _open(settings, index_dir, create=False) as engine:
+        hits = engine.similar(None if text is not None else target, text=text, limit=limit,
+                              path=path_glob, types=types, metadata=metadata)
+    if as_json:
+        click.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        click.echo("No similar documents.", err=True)
+        return
+    _print_hits(hits, "")
 
 
 def _print_hits(hits, query: str) -> None:
@@ -284,6 +317,103 @@ def rebuild_command(settings: Settings, index_dir: str | None, vector_index: str
     with _open(settings, index_dir, create=False) as engine:
         count = engine.rebuild(vector_index)
     click.echo(f"Rebuilt the vector index: {count} vectors.")
+
+
+@cli.command("serve")
+@index_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback needs --allow-remote and a token.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port; the address is printed).")
+@click.option("--token", envvar="SEMSEARCH_TOKEN", metavar="TOKEN",
+              help="Require this token on every request (Authorization: Bearer TOKEN). Default: $SEMSEARCH_TOKEN.")
+@click.option("--allow-remote", is_flag=True, help="Allow a --host other machines can reach (needs a token).")
+@pass_settings
+@reports_errors
+def serve_command(settings: Settings, index_dir: str | None, host: str, port: int, token: str | None,
+                  allow_remote: bool) -> None:
+    """Serve the index over HTTP: a JSON API, a search page at / and the API's reference at /docs.
+
+    One long-lived process: the model and the index stay open, and documents that an `index`
+    or `watch` process adds meanwhile are found without a restart. Ctrl-C stops it.
+    """
+    from semsearch.server import serve
+
+    with _open(settings, index_dir, create=False) as engine:
+        def ready(url: str) -> None:
+            click.echo(f"Serving {engine.directory} at {url} (API reference: {url}docs; Ctrl-C stops)")
+            sys.stdout.flush()
+
+        serve(engine, host=host, port=port, token=token or None, allow_remote=allow_remote, ready=ready)
+
+
+@cli.command("mcp")
+@index_option
+@pass_settings
+@reports_errors
+def mcp_command(settings: Settings, index_dir: str | None) -> None:
+    """Serve the index to AI assistants: a Model Context Protocol server on stdin/stdout.
+
+    Tools: search, get_document, similar; answers are text citing path:line. Register it in
+    the assistant's MCP settings as the command `semsearch --index DIR mcp` (see the README).
+    """
+    from semsearch.mcp_server import run
+
+    with _open(settings, index_dir, create=False) as engine:
+        run(engine)
+
+
+@cli.command("watch")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@index_option
+@click.option("--model", help="Sentence-transformers model name or local path (new index only).")
+@click.option("--include", multiple=True, metavar="GLOB", help="Only index files matching GLOB (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print each update as one JSON object per line.")
+@pass_settings
+@reports_errors
+def watch_command(settings: Settings, paths: tuple[str, ...], index_dir: str | None, model: str | None,
+                  include: tuple[str, ...], exclude: tuple[str, ...], as_json: bool) -> None:
+    """Index files and folders, then keep the index up to date as they change (Ctrl-C stops).
+
+    Changes are grouped until the files are quiet for a moment, so a save, a bulk copy or a bulk
+    delete is one update. A watched folder that is removed and made again is followed. Searches,
+    `serve` and `mcp` see each update as soon as it is written.
+    """
+    from semsearch.display import count_phrase
+    from semsearch.watch import watch
+
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise click.ClickException(f"no such file or folder: {missing[0]}")
+
+    def report(update) -> None:
+        summary = update.summary
+        if as_json:
+            click.echo(json.dumps({"reason": update.reason, "events": update.events, **summary.to_dict()}))
+        else:
+            counts = [("new", summary.new), ("changed", summary.changed), ("moved", summary.moved),
+                      ("removed", summary.removed), ("skipped", len(summary.skipped))]
+            done = count_phrase([(label, count) for label, count in counts if count]) or "nothing changed"
+            if update.reason == "start":
+                done = f"{summary.new + summary.changed + summary.unchanged} files indexed ({done})"
+            click.echo(f"{time.strftime('%H:%M:%S')} {done}, {summary.chunks_embedded} chunks embedded "
+                       f"({summary.elapsed_seconds:.1f} s)")
+        sys.stdout.flush()
+
+    with _open(settings, index_dir, create=True, model=model) as engine:
+        if not as_json:
+            click.echo(f"Watching {', '.join(paths)} into {engine.directory} (Ctrl-C stops)")
+        interrupted = []
+        try:
+            watch(engine, paths, include=include, exclude=exclude,
+                  on_update=lambda update: (interrupted.append(update.summary.interrupted), report(update)))
+        except KeyboardInterrupt:
+            pass  # between updates: everything is written
+    if interrupted and interrupted[-1]:
+        click.echo("Interrupted: what was finished is saved; run the same command again to resume.", err=True)
+        sys.exit(130)
+    click.echo("Stopped.", err=True)
 
 
 # `eval` lives in its own module to keep this one readable.

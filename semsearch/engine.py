@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from semsearch import loaders
+from semsearch import loaders, similarity
+from semsearch.chunking import chunk_document
 from semsearch.embedder import (
     Embedder,
     SentenceTransformerEmbedder,
     canonical_model_name,
 )
 from semsearch.errors import (
+    DocumentNotFoundError,
     EmptyIndexError,
     EmptyQueryError,
     IndexNotFoundError,
@@ -39,6 +42,7 @@ from semsearch.retrieval import FusionSettings, Ranked, Reranker, Retriever, rer
 from semsearch.store import DATABASE_NAME, Store
 from semsearch.types import (
     MODES,
+    Document,
     Hit,
     IndexStatus,
     IndexSummary,
@@ -448,6 +452,139 @@ class Engine:
             export_query_model(model, target, name=self.model)
         except (Exception, KeyboardInterrupt):  # noqa: BLE001 - an optimisation must not fail indexing
             pass  # the next indexing run tries again; searches use sentence-transformers meanwhile
+
+    # -- documents and "more like this" ------------------------------------------------------
+
+    def document(self, document: int | str | Path) -> Document:
+        """A stored document with its chunks: by id (an ``int``), or by path or text id.
+
+        A path is looked up as given (text ids, absolute paths), then as a file path resolved
+        against the current directory, and a string of digits that names no path is read as an
+        id. Raises :class:`DocumentNotFoundError`.
+        """
+        found = self._store.document(self._document_id(document))
+        if found is None:  # removed by a writer just now
+            raise DocumentNotFoundError(f"no document {document!r} in the index at {self.directory}")
+        return found
+
+    def _document_id(self, document: int | str | Path) -> int:
+        if isinstance(document, (int, np.integer)) and not isinstance(document, bool):
+            if self._store.document(int(document)) is None:
+                raise DocumentNotFoundError(
+                    f"no document with id {int(document)} in the index at {self.directory}; "
+                    "ids are the document_id of search results"
+                )
+            return int(document)
+        given = str(document)
+        candidates = [path_text(given)]
+        try:
+            candidates.append(path_text(Path(given).expanduser().resolve()))
+        except (OSError, RuntimeError):  # an unresolvable path (a symlink loop): only the text form
+            pass
+        found = self._store.documents_at(candidates)
+        for candidate in candidates:
+            if candidate in found:
+                return found[candidate].id
+        if given.isascii() and given.isdigit():  # typed on a command line or in a URL: an id
+            return self._document_id(int(given))
+        raise DocumentNotFoundError(
+            f"no document at {given!r} in the index at {self.directory}; give an indexed file, "
+            "a text id, or a document id from search results"
+        )
+
+    def similar(
+        self,
+        document: int | str | Path | None = None,
+        *,
+        text: str | None = None,
+        limit: int = 10,
+        path: str | None = None,
+        types: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Hit]:
+        """The ``limit`` documents most like ``document`` (an id, a path or a text id) or like
+        ``text``, best first; the document itself is left out. Each comes back as a :class:`Hit`
+        holding its chunk most like the whole; ``score`` is that chunk's cosine similarity to the
+        document's centroid (see :mod:`semsearch.similarity`). Filters as in :meth:`search`."""
+        if (document is None) == (text is None):
+            raise ValueError("give either a document or a text, not both or neither")
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self._ready_to_search()
+        if document is not None:
+            source = self._document_id(document)
+            _ids, vectors = self._store.document_vectors(source)
+            if not len(vectors):
+                raise DocumentNotFoundError(f"the document {document!r} has no text indexed, so nothing is like it")
+        else:
+            source = None
+            vectors = self._text_vectors(text or "")
+        profile = similarity.centroid(vectors)
+        where = SearchFilter(path=path, types=tuple(types), metadata=tuple(sorted((metadata or {}).items())))
+        retriever = Retriever(self._store, self.vectors(), lambda _key: profile, self._fusion)
+        wanted = limit + (source is not None)  # the document itself is usually its own best match
+        ranked = self._rank(retriever, "similar", wanted, "semantic", where, True)
+        owners = self._store.chunk_documents([chunk_id for chunk_id, _ in ranked])
+        ranked = [(chunk_id, score) for chunk_id, score in ranked if owners.get(chunk_id) != source][:limit]
+        return self._hits(ranked)
+
+    def revision(self) -> int:
+        """The index's revision: it goes up with every committed write that changes what a search finds."""
+        return self._store.revision()
+
+    def folders(self) -> list[str]:
+        """The folders that directly hold the index's files, less any inside another one.
+
+        Indexing them again brings every indexed file up to date; a new file outside them (at
+        the top of a folder that held only subfolders, say) is not seen."""
+        parents = sorted({os.path.dirname(doc.path) for doc in self._store.documents(source="file")})
+        kept: list[str] = []
+        for folder in parents:
+            if not kept or not (folder == kept[-1] or folder.startswith(kept[-1].rstrip("/") + "/")):
+                kept.append(folder)
+        return kept
+
+    def _ready_to_search(self) -> None:
+        """Refresh to the newest revision; raise :class:`EmptyIndexError` if nothing is indexed."""
+        if not self.dimension:
+            self._adopt_settings()
+        if self.dimension:
+            self.vectors().refresh()
+        if not self.dimension or self.vectors().live <= 0:
+            raise EmptyIndexError(
+                f"the index at {self.directory} holds no documents yet; add some with: semsearch index FOLDER"
+            )
+
+    def _text_vectors(self, text: str) -> np.ndarray:
+        """A text cut into chunks as an untitled document would be, each embedded with the query model."""
+        if not text.strip():
+            raise EmptyQueryError("the text is empty; give the text to find documents like")
+        model = self._query_model()
+        parsed = loaders.parse_text(text)
+        budget = max(32, min(self.chunk_tokens or model.max_tokens, model.max_tokens))
+        drafts = chunk_document(
+            parsed, model.counter, max_tokens=budget, overlap_tokens=min(self.overlap_tokens, budget // 4)
+        )
+        if not drafts:
+            raise EmptyQueryError("the text has no words to compare; give the text to find documents like")
+        return model.embed([draft.text for draft in drafts])
+
+    def _hits(self, ranked: Ranked) -> list[Hit]:
+        """Ranked chunks joined back to their documents (chunks deleted meanwhile drop out)."""
+        rows = self._store.chunk_rows([chunk_id for chunk_id, _ in ranked])
+        hits: list[Hit] = []
+        for chunk_id, score in ranked:
+            row = rows.get(chunk_id)
+            if row is None:
+                continue
+            hits.append(
+                Hit(
+                    rank=len(hits) + 1, score=score, chunk_id=chunk_id, document_id=row.document_id,
+                    path=row.path, title=row.title, text=row.text, start_line=row.start_line,
+                    end_line=row.end_line, page=row.page, format=row.format, metadata=row.metadata,
+                )
+            )
+        return hits
 
     # -- describing ---------------------------------------------------------------------------
 

@@ -43,6 +43,10 @@ class EmptyIndexError(SemsearchError):
     """The index holds no documents yet."""
 
 
+class DocumentNotFoundError(SemsearchError):
+    """No document in the index has that id or path."""
+
+
 class LoaderError(SemsearchError):
     """A file could not be read as a document; the message is the reason it was skipped."""
 

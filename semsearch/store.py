@@ -44,7 +44,7 @@ from semsearch.errors import (
 )
 from semsearch.filters import allowed_documents, filter_conditions
 from semsearch.schema import chunks, documents, segments, settings, tombstones
-from semsearch.types import ChunkDraft, SearchFilter
+from semsearch.types import ChunkDraft, Document, DocumentChunk, SearchFilter
 
 DATABASE_NAME = "semsearch.db"
 SCHEMA_HEAD = "0004"  # the newest migration in migrations/versions/
@@ -338,6 +338,41 @@ class Store:
             )
             for row in rows
         }
+
+    def document(self, document_id: int) -> Document | None:
+        """The document with this id and all its chunks in order, or ``None``."""
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(
+                    documents.c.id, documents.c.path, documents.c.source, documents.c.title, documents.c.format,
+                    documents.c.size, documents.c.indexed_at, documents.c.metadata,
+                ).where(documents.c.id == int(document_id))
+            ).first()
+            if row is None:
+                return None
+            parts = connection.execute(
+                select(
+                    chunks.c.id, chunks.c.ordinal, chunks.c.text, chunks.c.start_line, chunks.c.end_line,
+                    chunks.c.page, chunks.c.char_start, chunks.c.char_end,
+                )
+                .where(chunks.c.document_id == int(document_id))
+                .order_by(chunks.c.ordinal)
+            ).all()
+        return Document(
+            id=row[0], path=row[1], source=row[2], title=row[3], format=row[4], size=row[5],
+            indexed_at=row[6], metadata=self._metadata(row[7]),
+            chunks=tuple(DocumentChunk(*part) for part in parts),
+        )
+
+    def document_vectors(self, document_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of one document's chunks, in id order."""
+        with self._engine.connect() as connection:
+            rows = connection.exec_driver_sql(
+                "SELECT id, vector FROM chunks WHERE document_id = ? ORDER BY id", (int(document_id),)
+            ).all()
+        if not rows:
+            return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+        return _unpack(rows)
 
     def _metadata(self, stored: str) -> dict[str, Any]:
         try:

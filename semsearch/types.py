@@ -72,6 +72,16 @@ class Hit:
     format: str
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The hit as plain JSON-ready values: the shape of ``semsearch search --json`` and of
+        the HTTP server's ``/search``."""
+        return {
+            "rank": self.rank, "score": round(self.score, 6), "path": self.path, "title": self.title,
+            "text": self.text, "chunk_id": self.chunk_id, "document_id": self.document_id,
+            "start_line": self.start_line, "end_line": self.end_line, "page": self.page,
+            "format": self.format, "metadata": self.metadata,
+        }
+
 
 @dataclass(frozen=True)
 class Skipped:
@@ -167,3 +177,72 @@ class SearchFilter:
     @property
     def empty(self) -> bool:
         return not (self.path or self.types or self.metadata)
+
+
+@dataclass(frozen=True)
+class DocumentChunk:
+    """One chunk of a stored document, in document order. ``char_start``/``char_end`` are offsets
+    into the document's extracted text (chunks of one section overlap a little)."""
+
+    chunk_id: int
+    ordinal: int
+    text: str
+    start_line: int
+    end_line: int
+    page: int | None
+    char_start: int
+    char_end: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chunk_id": self.chunk_id, "ordinal": self.ordinal, "text": self.text,
+            "start_line": self.start_line, "end_line": self.end_line, "page": self.page,
+            "char_start": self.char_start, "char_end": self.char_end,
+        }
+
+
+@dataclass(frozen=True)
+class Document:
+    """A stored document with its chunks (:meth:`semsearch.engine.Engine.document`).
+
+    ``path`` is the file's absolute path, or the caller's id for text added with ``add_texts``.
+    """
+
+    id: int
+    path: str
+    source: str  # "file" or "text"
+    title: str
+    format: str
+    size: int
+    indexed_at: str
+    metadata: dict[str, Any]
+    chunks: tuple[DocumentChunk, ...]
+
+    @property
+    def text(self) -> str:
+        """The document's text as indexed: its chunks laid at their offsets, overlaps once.
+
+        Only what chunking kept is stored (blank lines between blocks, for one, are not), so a
+        gap between two chunks becomes a line break.
+        """
+        parts: list[str] = []
+        end = 0
+        for chunk in sorted(self.chunks, key=lambda c: (c.char_start, c.ordinal)):
+            if chunk.char_end <= end:
+                continue  # wholly inside what is already laid
+            if chunk.char_start >= end:
+                if parts:
+                    parts.append("\n\n" if chunk.char_start > end else "")
+                parts.append(chunk.text)
+            else:
+                parts.append(chunk.text[end - chunk.char_start :])
+            end = chunk.char_end
+        return "".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values: the shape of the HTTP server's ``GET /documents/{id}``."""
+        return {
+            "id": self.id, "path": self.path, "source": self.source, "title": self.title,
+            "format": self.format, "size": self.size, "indexed_at": self.indexed_at,
+            "metadata": self.metadata, "text": self.text, "chunks": [chunk.to_dict() for chunk in self.chunks],
+        }

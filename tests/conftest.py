@@ -121,3 +121,18 @@ def isolated_cache(tmp_path_factory):
         os.environ.pop("SEMSEARCH_CACHE", None)
     else:
         os.environ["SEMSEARCH_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def real_corpus_index(tmp_path_factory) -> Path:
+    """corpora/ indexed once with the real bundled model (its ONNX query model exported too).
+
+    Shared by the whole session: tests only read it; one that writes copies it first.
+    """
+    import semsearch
+
+    index = tmp_path_factory.mktemp("real-corpus") / "index"
+    with semsearch.open(index) as engine:
+        summary = engine.index(REPO / "corpora")
+    assert summary.new >= 25 and not summary.skipped, summary
+    return index

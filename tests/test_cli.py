@@ -426,7 +426,8 @@ def test_file_system_errors_and_bugs_are_one_line_too(runner, tmp_path, docs, fa
 
 
 EVERY_COMMAND = [
-    ["index", "DOCS"], ["search", "bread"], ["status"], ["remove", "DOCS"], ["rebuild"], ["verify"], ["eval", "DOCS"]
+    ["index", "DOCS"], ["search", "bread"], ["status"], ["remove", "DOCS"], ["rebuild"], ["verify"], ["eval", "DOCS"],
+    ["similar", "DOCS"], ["serve"], ["mcp"], ["watch", "DOCS"],
 ]
 
 
