@@ -35,7 +35,7 @@ from semsearch.vector_index import Segment, list_count, write_segment  # noqa: E
 
 LIMIT = 10
 RESCORED = LIMIT + 32  # VectorStore.search rescores limit + max(limit // 2, 32) candidates
-PROBES = (0.01, 0.02, 0.03, 0.05, 0.08)
+PROBES = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08)
 
 
 def real_vectors(index: Path) -> np.ndarray:

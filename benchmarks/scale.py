@@ -344,20 +344,24 @@ class SizeRun:
     # build and disk
 
     def build(self) -> None:
-        log(f"{self.size:,} chunks: building in batches of {self.args.batch:,}")
         engine = self.open()
-        seconds = 0.0
-        for start in range(0, self.size, self.args.batch):
-            ids, titles, texts, metadata = documents(start, min(start + self.args.batch, self.size))
-            seconds += timed(lambda: engine.add_texts(texts, ids=ids, titles=titles, metadata=metadata))
-            log(f"  {start + len(ids):,} chunks, {seconds:.1f} s")
+        seconds = None
+        if self.args.reuse:  # an index kept by an earlier run (which left it as it built it)
+            log(f"{self.size:,} chunks: measuring the index kept in {self.index}")
+        else:
+            log(f"{self.size:,} chunks: building in batches of {self.args.batch:,}")
+            seconds = 0.0
+            for start in range(0, self.size, self.args.batch):
+                ids, titles, texts, metadata = documents(start, min(start + self.args.batch, self.size))
+                seconds += timed(lambda: engine.add_texts(texts, ids=ids, titles=titles, metadata=metadata))
+                log(f"  {start + len(ids):,} chunks, {seconds:.1f} s")
         chunks = engine.status().chunks
         engine.close()
         if chunks != self.size:
             raise RuntimeError(f"expected {self.size} chunks (one per document), the index holds {chunks}")
         disk = folder_bytes(self.index)
         self.results.update(
-            build_seconds=seconds, chunks_per_second=self.size / seconds, chunks=chunks, disk=disk,
+            build_seconds=seconds, chunks_per_second=self.size / seconds if seconds else None, chunks=chunks, disk=disk,
             disk_per_chunk=disk["total"] / chunks, vector_bytes=chunks * DIMENSION * 4,
         )
 
@@ -450,6 +454,8 @@ class SizeRun:
             self._write(engine, f"cold-{run}", "", "new")
             engine.close()
             cold.append(time.perf_counter() - started)
+        with self.open() as engine:  # leave the index as built, so --reuse can measure it again
+            engine.remove(*[f"cold-{run}" for run in range(runs)])
         self.results["writes"] = {
             "add_one": statistics.median(add), "change_one": statistics.median(change),
             "readd_unchanged": statistics.median(same), "readd_unchanged_bytes_rewritten": max(rewritten),
@@ -540,11 +546,14 @@ def ensure_query_model(env: dict[str, str], workdir: Path) -> None:
 def run_size(size: int, label: str, env: dict[str, str], workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     index = workdir / f"{label}-{size}"
     out = workdir / f"{label}-{size}.json"
-    shutil.rmtree(index, ignore_errors=True)
+    reuse = args.reuse and (index / "semsearch.db").is_file()
+    if not reuse:
+        shutil.rmtree(index, ignore_errors=True)
     command = [
         sys.executable, __file__, "--child", "--size", str(size), "--index", str(index), "--out", str(out),
         "--batch", str(args.batch), "--queries", str(args.queries),
         "--write-runs", str(args.write_runs), "--process-runs", str(args.process_runs),
+        *(["--reuse"] if reuse else []),
     ]
     log(f"{label}: {size:,} chunks")
     started = time.perf_counter()
@@ -552,7 +561,7 @@ def run_size(size: int, label: str, env: dict[str, str], workdir: Path, args: ar
     results = json.loads(out.read_text())
     results["child_seconds"] = time.perf_counter() - started
     log(f"{label}: {size:,} chunks done in {results['child_seconds']:.0f} s")
-    if not args.keep:
+    if not (args.keep or args.reuse):
         shutil.rmtree(index, ignore_errors=True)
     return results
 
@@ -589,7 +598,8 @@ def tables(rows: list[dict[str, Any]]) -> Iterator[str]:
     yield from table(
         ["code", "chunks", "build", "chunks/s", "add one", "change one", "re-add unchanged",
          "bytes rewritten by it", "remove one", "open + add one + close"],
-        lambda r: [seconds(r["build_seconds"]), f"{r['chunks_per_second']:,.0f}", seconds(r["writes"]["add_one"]),
+        lambda r: [seconds(r["build_seconds"]) if r["build_seconds"] else "(reused)",
+                   f"{r['chunks_per_second']:,.0f}" if r["chunks_per_second"] else "", seconds(r["writes"]["add_one"]),
                    seconds(r["writes"]["change_one"]), seconds(r["writes"]["readd_unchanged"]),
                    megabytes(r["writes"]["readd_unchanged_bytes_rewritten"]), seconds(r["writes"]["remove_one"]),
                    seconds(r["writes"]["open_add_one_close"])],
@@ -619,6 +629,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="where the indexes go (default: a new folder in /tmp)")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     parser.add_argument("--keep", action="store_true", help="keep the indexes")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure the indexes an earlier --keep run left in --workdir instead of building them")
     parser.add_argument("--batch", type=int, default=20_000, help="texts per add_texts call when building")
     parser.add_argument("--queries", type=int, default=200, help="queries per kind of warm search")
     parser.add_argument("--write-runs", type=int, default=7, help="runs of each write measurement")

@@ -20,6 +20,9 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from semsearch import bm25
+from semsearch.bm25 import match_expression
+from semsearch.fts import TermStatistics
 from semsearch.store import Store
 from semsearch.types import Mode, SearchFilter
 from semsearch.vector_store import VectorStore
@@ -88,11 +91,6 @@ def keyword_terms(query: str) -> list[str]:
     words = [word.lower() for word in _WORD.findall(query)]
     content = [word for word in words if word not in STOPWORDS]
     return list(dict.fromkeys(content or words))
-
-
-def match_expression(terms: Sequence[str]) -> str:
-    """An FTS5 query matching any of the terms; each is quoted so no word is read as syntax."""
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
 # -- fusion -------------------------------------------------------------------------------------
@@ -187,7 +185,8 @@ class Retriever:
         self._vectors = vectors
         self._embed_query = embed_query
         self._query_vectors: dict[str, np.ndarray] = {}
-        self._terms: dict[str, list[str]] = {}
+        self._terms: dict[str, tuple[list[str], TermStatistics | None]] = {}
+        self._allowed: dict[SearchFilter, np.ndarray] = {}  # narrow filters' chunk ids, once listed
         self.settings = settings or FusionSettings()
 
     def rank(self, query: str, depth: int, mode: Mode, where: SearchFilter) -> Ranked:
@@ -197,13 +196,15 @@ class Retriever:
             return self.keyword(query, depth, where)
         return self.hybrid(query, depth, where)
 
-    def _keyword_terms(self, query: str) -> list[str]:
+    def _keyword_terms(self, query: str) -> tuple[list[str], TermStatistics | None]:
         """The query's words, less those in half the chunks or more (they weigh nothing in BM25
-        and cost a scan of most of the index), unless nothing else is left."""
+        and cost a scan of most of the index), unless nothing else is left; and the statistics
+        BM25 needs about them."""
         if query not in self._terms:
             terms = keyword_terms(query)
-            common = self._store.common_terms(terms, self._vectors.live)
-            self._terms[query] = [term for term in terms if term not in common] or terms
+            stats = self._store.keyword_statistics(terms, revision=self._vectors.revision) if terms else None
+            common = bm25.weightless(terms, stats) if stats else set()
+            self._terms[query] = ([term for term in terms if term not in common] or terms, stats)
         return self._terms[query]
 
     def _vector(self, query: str) -> np.ndarray:
@@ -218,6 +219,12 @@ class Retriever:
         if where.empty:
             found = self._vectors.search(vector, depth)
             return list(zip(found.ids.tolist(), found.scores.tolist()))
+        listed = self._store.remembered_chunk_ids(where, limit=ALLOWED_LIST_MAX + 1, revision=self._vectors.revision)
+        if listed is not None and len(listed) <= ALLOWED_LIST_MAX:  # known to be narrow: no first try
+            if where.hashable:
+                self._allowed[where] = listed
+            found = self._vectors.search(vector, depth, allowed=listed)
+            return list(zip(found.ids.tolist(), found.scores.tolist()))
         # Broad filters: search deeper, keep what passes. Exact search stays exact this way: if
         # enough of the true top `pool` pass, they are the true top `depth` of what passes.
         pool = max(depth * POST_FILTER_DEPTH, 40)
@@ -227,8 +234,10 @@ class Retriever:
         if len(kept) >= depth or len(found.ids) < pool:
             return kept[:depth]
         # Narrow filters: list the allowed chunks and search only those.
-        allowed = self._store.filtered_chunk_ids(where, limit=ALLOWED_LIST_MAX + 1)
+        allowed = self._store.filtered_chunk_ids(where, limit=ALLOWED_LIST_MAX + 1, revision=self._vectors.revision)
         if len(allowed) <= ALLOWED_LIST_MAX:
+            if where.hashable:
+                self._allowed[where] = allowed
             found = self._vectors.search(vector, depth, allowed=allowed)
             return list(zip(found.ids.tolist(), found.scores.tolist()))
         # In between: deepen the post-filtered search until enough pass.
@@ -249,13 +258,48 @@ class Retriever:
         return dict(zip(found.tolist(), (vectors @ self._vector(query)).tolist()))
 
     def keyword(self, query: str, depth: int, where: SearchFilter, *, only: Sequence[int] | None = None) -> Ranked:
-        """Chunks by BM25 over their title and text; ``only`` scores just those chunk ids."""
-        terms = self._keyword_terms(query)
+        """Chunks by BM25 over their title and text, exactly as FTS5 ranks them.
+
+        ``only`` scores just those chunk ids (chunks already known to pass ``where``: hybrid
+        search scores the chunks only the semantic side found), from the rows themselves. A
+        query with both rare and common words is first tried with :func:`semsearch.bm25.shortcut`,
+        which proves FTS5's answer without scoring the rows that hold only common words.
+        """
+        terms, stats = self._keyword_terms(query)
         if not terms:
             return []
-        return self._store.keyword_search(
-            match_expression(terms), depth, where, weights=self.settings.keyword_weights, only=only
-        )
+        weights = self.settings.keyword_weights
+        row_tokens = self._store.keyword_row_tokens
+        within = only
+        if only is None and where.hashable and where in self._allowed:
+            # A narrow filter the semantic side listed: keep FTS5's matches among those chunks
+            # (a set lookup each) instead of looking each match's document up.
+            within, where = self._allowed[where].tolist(), SearchFilter()
+        elif only is None and not where.empty:
+            # Other filters: rank without it, deeper, and keep what passes. If enough of the true
+            # top `pool` pass, they are the true top `depth` of what passes (as for semantic).
+            pool = max(depth * POST_FILTER_DEPTH, 40)
+            unfiltered = self.keyword(query, pool, SearchFilter())
+            passing = self._store.passing_chunk_ids(where, [chunk for chunk, _ in unfiltered])
+            kept = [(chunk, score) for chunk, score in unfiltered if chunk in passing]
+            if len(kept) >= depth or len(unfiltered) < pool:
+                return kept[:depth]
+
+        def search(expression: str, limit: int) -> Ranked:
+            return self._store.keyword_search(expression, limit, where, weights=weights, only=within)
+
+        if stats is not None and only is not None:
+            # Reading a row's tokens costs about as much as FTS5 walking 100 postings: pick the cheaper.
+            matched = sum(stats.rows_with.get(token, 0) for word in terms for token in stats.tokens.get(word, ()))
+            if matched > bm25.POSTINGS_PER_ROW_READ * len(only):
+                scored = bm25.score_rows(only, terms, stats, weights=weights, row_tokens=row_tokens)
+                if scored is not None:
+                    return scored[:depth]
+        elif stats is not None and (split := bm25.plan(terms, stats)) is not None:
+            ranked = bm25.shortcut(split, depth, search=search)
+            if ranked is not None:
+                return ranked
+        return search(match_expression(terms), depth)
 
     def hybrid(self, query: str, depth: int, where: SearchFilter) -> Ranked:
         settings = self.settings

@@ -22,21 +22,19 @@ import numpy as np
 from sqlalchemy import (
     Connection,
     bindparam,
-    column,
     create_engine,
     delete,
     event,
     func,
-    literal_column,
     or_,
     select,
-    table,
     text,
     update,
 )
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import OperationalError
 
+from semsearch import fts
 from semsearch.errors import (
     IndexDamagedError,
     IndexLockedError,
@@ -49,8 +47,9 @@ from semsearch.schema import chunks, documents, segments, settings, tombstones
 from semsearch.types import ChunkDraft, Document, DocumentChunk, SearchFilter
 
 DATABASE_NAME = "semsearch.db"
-FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"  # as migration 0001 made chunk_fts
 SCHEMA_HEAD = "0004"  # the newest migration in migrations/versions/
+TOKEN_COUNTS_KEPT = 100_000  # keyword_statistics forgets its counts past this many tokens
+FILTERS_KEPT = 8  # filtered_chunk_ids remembers the chunk ids of this many filters
 BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another process's lock before failing
 
 
@@ -151,6 +150,8 @@ class Store:
         self.path = path
         self._engine = create_engine(f"sqlite:///{path}", future=True)
         event.listen(self._engine, "connect", _configure_connection)
+        self._token_rows: tuple[int | None, dict[str, int]] = (None, {})  # see keyword_statistics
+        self._filtered: tuple[int | None, dict[tuple[SearchFilter, int | None], np.ndarray]] = (None, {})
         self._before_commit: Callable[[Writer], None] | None = None
         self._after_commit: Callable[[Writer], None] | None = None
         event.listen(self._engine, "handle_error", self._raise_typed_error)
@@ -307,27 +308,21 @@ class Store:
         return found
 
     def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
-        """Chunks joined to their documents, in one query, keyed by chunk id."""
-        if not ids:
+        """Chunks joined to their documents, in one query, keyed by chunk id (every search ends
+        here, so plain SQL: building the statement with SQLAlchemy cost more than running it)."""
+        wanted = list(dict.fromkeys(int(i) for i in ids))
+        if not wanted:
             return {}
-        query = (
-            select(
-                chunks.c.id,
-                chunks.c.document_id,
-                documents.c.path,
-                documents.c.title,
-                documents.c.format,
-                documents.c.metadata,
-                chunks.c.text,
-                chunks.c.start_line,
-                chunks.c.end_line,
-                chunks.c.page,
-            )
-            .join(documents, documents.c.id == chunks.c.document_id)
-            .where(chunks.c.id.in_(list(ids)))
-        )
+        rows = []
         with self._engine.connect() as connection:
-            rows = connection.execute(query).all()
+            for offset in range(0, len(wanted), 900):
+                part = wanted[offset : offset + 900]
+                rows += connection.exec_driver_sql(
+                    "SELECT c.id, c.document_id, d.path, d.title, d.format, d.metadata, c.text, c.start_line,"
+                    " c.end_line, c.page FROM chunks c JOIN documents d ON d.id = c.document_id"
+                    f" WHERE c.id IN ({','.join('?' * len(part))})",
+                    tuple(part),
+                ).all()
         return {
             row[0]: ChunkRow(
                 chunk_id=row[0],
@@ -396,14 +391,40 @@ class Store:
             ).all()
         return dict(rows)
 
-    def filtered_chunk_ids(self, where: SearchFilter, *, limit: int | None = None) -> np.ndarray:
-        """Ids of the chunks whose document passes the filter (at most ``limit`` of them)."""
+    def remembered_chunk_ids(self, where: SearchFilter, *, limit: int | None = None, revision: int) -> np.ndarray | None:
+        """What :meth:`filtered_chunk_ids` listed for this filter at this revision, if it still
+        remembers; else ``None`` (nothing is read)."""
+        cached_revision, lists = self._filtered
+        if revision != cached_revision or not where.hashable:
+            return None
+        return lists.get((where, limit))
+
+    def filtered_chunk_ids(self, where: SearchFilter, *, limit: int | None = None, revision: int | None = None) -> np.ndarray:
+        """Ids of the chunks whose document passes the filter (at most ``limit`` of them).
+
+        Listing them costs about 4 microseconds a chunk (45 ms for 10,000 of a million), and a
+        filter is often reused query after query: given the ``revision`` being searched, the
+        last few lists are remembered until it changes.
+        """
+        cached_revision, lists = self._filtered
+        if not where.hashable:
+            revision = None
+        if revision is None or revision != cached_revision:
+            lists = {}
+        key = (where, limit)
+        if key in lists:
+            return lists[key]
         query = select(chunks.c.id).where(chunks.c.document_id.in_(allowed_documents(where)))
         if limit is not None:
             query = query.limit(limit)
         with self._engine.connect() as connection:
-            ids = connection.execute(query).scalars().all()
-        return np.asarray(ids, dtype=np.int64)
+            result = connection.execute(query)
+            ids = np.fromiter((row[0] for row in result.cursor.fetchall()), dtype=np.int64)  # no Row objects
+        ids.flags.writeable = False  # shared by every search of this revision
+        if revision is not None:
+            lists = {**dict(list(lists.items())[-(FILTERS_KEPT - 1) :]), key: ids}
+            self._filtered = (revision, lists)
+        return ids
 
     def passing_chunk_ids(self, where: SearchFilter, ids: Sequence[int]) -> set[int]:
         """Which of these chunks pass the filter (and still exist)."""
@@ -426,33 +447,30 @@ class Store:
         weights: tuple[float, float],
         only: Sequence[int] | None = None,
     ) -> list[tuple[int, float]]:
-        """BM25 over the FTS5 table: ``(chunk_id, score)``, best first (higher is better).
-
-        ``match`` is an FTS5 query string; ``weights`` are the BM25 column weights for
-        (context, text); ``only`` restricts the search to these chunk ids (hybrid search scores
-        the chunks only the semantic side found this way).
-        """
-        fts = table("chunk_fts", column("rowid"))
-        fts_name = literal_column("chunk_fts")
-        rank = func.bm25(fts_name, weights[0], weights[1]).label("rank")
-        query = select(fts.c.rowid, rank).select_from(fts).where(fts_name.op("MATCH")(match))
-        if not where.empty:
-            # Match first, then look each matching chunk's document up and test the filter: the
-            # cost follows the matches. (Listing the allowed chunks first costs as many as the
-            # filter allows: 0.4 s a query at 100k chunks with a filter passing half of them.)
-            query = (
-                query.join(chunks, chunks.c.id == fts.c.rowid)
-                .join(documents, documents.c.id == chunks.c.document_id)
-                .where(*filter_conditions(where))
-            )
-        if only is not None:
-            # "rowid + 0", not "rowid": a bare rowid IN (...) makes SQLite seek FTS5 once per id,
-            # 60-170 times slower than matching once and filtering.
-            query = query.where((fts.c.rowid + 0).in_([int(i) for i in only]))
-        query = query.order_by(rank).limit(limit)
+        """BM25 over the FTS5 table, best first (see :func:`semsearch.fts.search`)."""
         with self._engine.connect() as connection:
-            rows = connection.execute(query).all()
-        return [(int(row[0]), -float(row[1])) for row in rows]
+            return fts.search(connection, match, limit, where, weights=weights, only=only)
+
+    def keyword_statistics(self, words: Sequence[str], *, revision: int | None = None) -> fts.TermStatistics:
+        """Row count, average row length, and the words' tokens with how many rows hold each.
+
+        Given the ``revision`` being searched, token counts are remembered until it changes (a
+        common word costs a scan of its postings to count; a server asks for it again and again).
+        """
+        cached_revision, counts = self._token_rows
+        if revision is None or revision != cached_revision or len(counts) > TOKEN_COUNTS_KEPT:
+            counts = {}
+        with self._engine.connect() as connection:
+            stats = fts.statistics(connection, words, counts)
+        if revision is not None:
+            counts.update(stats.rows_with)
+            self._token_rows = (revision, counts)
+        return stats
+
+    def keyword_row_tokens(self, ids: Sequence[int], tokens: Sequence[str]) -> dict[int, fts.RowTokens]:
+        """Rows' lengths in tokens and how often each of ``tokens`` occurs in each column."""
+        with self._engine.connect() as connection:
+            return fts.row_tokens(connection, ids, tokens)
 
     # -- checks (semsearch verify) --------------------------------------------------------------
 
@@ -511,35 +529,6 @@ class Store:
                 "INSERT INTO document_meta(document_id, key, value, type) "
                 "SELECT d.id, j.key, j.value, j.type FROM documents d, json_each(d.metadata) j"
             )
-
-    def common_terms(self, terms: Sequence[str], total: int) -> set[str]:
-        """The query words found in at least half of ``total`` chunks.
-
-        FTS5's BM25 gives such a word no weight (its IDF, log((N - n + 0.5) / (n + 0.5)), is at
-        most 0 and clamped to 1e-6), so it cannot change a ranking, yet matching it means reading
-        a posting for most of the index. Words are stemmed by FTS5 itself, so they are counted
-        exactly as chunk_fts indexed them.
-        """
-        if not terms or total <= 0:
-            return set()
-        with self._engine.connect() as connection:
-            connection.exec_driver_sql("DELETE FROM temp.query_words")
-            connection.exec_driver_sql(
-                "INSERT INTO temp.query_words(rowid, word) VALUES (?, ?)", list(enumerate(terms, start=1))
-            )
-            rows = connection.exec_driver_sql(
-                "SELECT q.doc, coalesce(c.doc, 0) FROM temp.query_terms q "
-                "LEFT JOIN temp.chunk_terms c ON c.term = q.term"
-            ).all()
-            connection.commit()
-        counts: dict[int, list[int]] = {}
-        for position, found in rows:
-            counts.setdefault(int(position), []).append(int(found))
-        return {
-            terms[position - 1]
-            for position, found in counts.items()
-            if found and min(found) * 2 >= total
-        }
 
     def size_bytes(self) -> int:
         total = 0
@@ -949,11 +938,7 @@ def _configure_connection(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    # For Store.common_terms: a scratch FTS5 table (in memory) that stems query words exactly as
-    # chunk_fts does, and the two tables' vocabularies.
-    cursor.execute(f"CREATE VIRTUAL TABLE temp.query_words USING fts5(word, tokenize='{FTS_TOKENIZER}')")
-    cursor.execute("CREATE VIRTUAL TABLE temp.query_terms USING fts5vocab(temp, 'query_words', 'instance')")
-    cursor.execute("CREATE VIRTUAL TABLE temp.chunk_terms USING fts5vocab(main, 'chunk_fts', 'row')")
+    fts.prepare_connection(cursor)  # scratch tables for keyword statistics
     cursor.close()
 
 

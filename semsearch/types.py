@@ -166,6 +166,15 @@ class SearchFilter:
     metadata: tuple[tuple[str, Any], ...] = ()
 
     @property
+    def hashable(self) -> bool:
+        """Whether this filter can key a cache (a metadata value may be a list)."""
+        try:
+            hash(self)
+        except TypeError:
+            return False
+        return True
+
+    @property
     def empty(self) -> bool:
         return not (self.path or self.types or self.metadata)
 

@@ -27,6 +27,7 @@ import os
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +48,12 @@ LEGACY_FILE = "vectors.faiss"  # the single FAISS file of schema 0002 and before
 SETTINGS = ("auto", "exact", "ivf")
 
 # Chosen by measurement (docs/benchmarks.md, benchmarks/ann_recall.py): exact search grows
-# linearly (a few ms per 100k vectors), and IVF probing 6% of its lists keeps recall@10 >= 0.95
+# linearly (a few ms per 100k vectors), and IVF probing 4% of its lists keeps recall@10 at 0.98
 # on real MiniLM vectors.
 APPROXIMATE_FROM = 100_000
 LEAVE_APPROXIMATE_BELOW = 75_000  # hysteresis: an index hovering at the threshold is not rewritten back and forth
 MIN_IVF_SEGMENT = 1_024  # smaller segments stay flat: too few vectors to train lists on, and cheap to scan
-DEFAULT_PROBE = 0.06
+DEFAULT_PROBE = 0.04
 RESCORE_EXTRA = 32  # candidates rescored beyond those asked for (at least half as many again)
 
 MERGE_FACTOR = 8  # merge this many adjacent segments of similar size
@@ -60,6 +61,13 @@ MERGE_SKEW = 2.0 / MERGE_FACTOR  # ... when none holds more than this share of t
 MAX_SEGMENTS = 24  # past this, merge the cheapest run even if unbalanced
 TOMBSTONE_SHARE = 0.25  # rewrite a segment alone once this share of it is deleted
 REBUILD_SLICE = 1_000_000  # a rebuild writes segments of at most this many vectors
+
+# FAISS releases the GIL while it scans, so segments are searched on every core at once when they
+# hold enough vectors for that to pay (handing work to a thread costs ~0.05 ms).
+PARALLEL_FROM = 50_000
+_CORES = os.cpu_count() or 1
+_workers: ThreadPoolExecutor | None = None
+_workers_lock = threading.Lock()
 
 
 class VectorStore:
@@ -179,7 +187,7 @@ class VectorStore:
         exact = all(segment.kind == "flat" for segment in segments)
         depth = limit + max(limit // 2, RESCORE_EXTRA)
         while True:
-            parts = [segment.search(query, depth, selector=selector, probe=probe)[0] for segment in segments]
+            parts = _search_segments(segments, query, depth, selector, probe)
             candidates = merge_results(parts, depth)
             rescored = self._rescore(query[0], candidates.ids)
             exhausted = len(candidates.ids) < depth
@@ -364,6 +372,38 @@ def plan_merges(
         _total, start = min((total, start) for _skew, total, start in windows)
         return [list(records[start : start + MERGE_FACTOR])]
     return []
+
+
+def _search_segments(
+    segments: Sequence[Segment], query: np.ndarray, depth: int, selector: Selector | None, probe: float
+) -> list[SearchResult]:
+    """Each segment's best ``depth``: on this thread for a small index, else split into one
+    group of segments per core (largest first, each to the lightest group), one group searched
+    here and the others by worker threads."""
+    def search(group: Sequence[Segment]) -> list[SearchResult]:
+        return [segment.search(query, depth, selector=selector, probe=probe)[0] for segment in group]
+
+    if _CORES < 2 or len(segments) < 2 or sum(segment.count for segment in segments) < PARALLEL_FROM:
+        return search(segments)
+    groups: list[list[Segment]] = [[] for _ in range(min(_CORES, len(segments)))]
+    loads = [0] * len(groups)
+    for segment in sorted(segments, key=lambda s: -s.count):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(segment)
+        loads[lightest] += segment.count
+    futures = [_worker_pool().submit(search, group) for group in groups[1:]]
+    parts = search(groups[0])
+    for future in futures:
+        parts += future.result()
+    return parts
+
+
+def _worker_pool() -> ThreadPoolExecutor:
+    global _workers
+    with _workers_lock:
+        if _workers is None:
+            _workers = ThreadPoolExecutor(max_workers=max(1, _CORES - 1), thread_name_prefix="semsearch-segments")
+        return _workers
 
 
 def merge_results(parts: Sequence[SearchResult], limit: int) -> SearchResult:
