@@ -11,7 +11,8 @@ temporary folder first, since the watch steps write into it. Three measurements:
 1. **Warm search latency.** ``semsearch serve`` (a separate process) answers SciFact's test
    queries one at a time over a kept-alive connection, each mode in turn, after a warm-up; the
    baseline is the same query through ``Engine.search`` in this process, interleaved query by
-   query. Client-side wall time: p50 / p90 / p99.
+   query. Client-side wall time: p50 / p90 / p99. Then ``GET /documents/ID`` against
+   ``Engine.document(ID)`` the same way: what the HTTP layer itself costs.
 2. **Concurrent clients while watch re-indexes.** 8 client threads search without pause for
    ``--seconds`` while ``semsearch watch`` follows a folder (into the same index) that a
    driver keeps changing (a new or edited file every 0.5 s). Errors (any non-200 or exception)
@@ -160,6 +161,17 @@ def latency(index: Path, queries: list[str]) -> None:
                     engine.search(query, mode=mode)
                     direct.append(time.perf_counter() - started)
                 print(f"| {mode} | {percentiles(http)} | {percentiles(direct)} |", flush=True)
+            # What HTTP itself adds: a request whose work is two primary-key reads.
+            document = engine.search(queries[0], limit=1)[0].document_id
+            http, direct = [], []
+            for _ in range(len(queries)):
+                started = time.perf_counter()
+                assert client.get(f"/documents/{document}").status_code == 200
+                http.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                engine.document(document)
+                direct.append(time.perf_counter() - started)
+            print(f"| `GET /documents/ID` (what HTTP itself costs) | {percentiles(http)} | {percentiles(direct)} |")
     finally:
         server.close()
 
