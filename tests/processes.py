@@ -36,8 +36,12 @@ class Process:
         )
         self.lines: queue.Queue[tuple[str, str]] = queue.Queue()
         self.output: list[tuple[str, str]] = []
-        for name, stream in (("out", self.popen.stdout), ("err", self.popen.stderr)):
-            threading.Thread(target=self._read, args=(name, stream), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(name, stream), daemon=True)
+            for name, stream in (("out", self.popen.stdout), ("err", self.popen.stderr))
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self, name: str, stream) -> None:
         for line in stream:
@@ -64,6 +68,18 @@ class Process:
             found = re.search(pattern, line)
             if found and (stream is None or stream == name):
                 return found
+
+    def finish(self, *, timeout: float = 120) -> int:
+        """Wait for the process to exit and for all its output; its exit status."""
+        status = self.popen.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=timeout)
+        return status
+
+    def stdout(self) -> str:
+        """Everything written to standard output (call :meth:`finish` first)."""
+        self.text()
+        return "\n".join(line for name, line in self.output if name == "out")
 
     def text(self) -> str:
         while not self.lines.empty():
