@@ -1,0 +1,368 @@
+"""Parse files in a worker process, with a time and a memory limit for each file.
+
+A loader is third-party code fed whatever is on the user's disk. A PDF of a few kilobytes whose
+thousand pages share one long content stream keeps pypdf busy for hours; a DOCX of a few hundred
+kilobytes can unzip to hundreds of megabytes of XML. A thread cannot be stopped, so files are
+parsed in a separate process, one at a time:
+
+- its address space is capped (``RLIMIT_AS``), so a file that needs more memory fails inside the
+  worker instead of exhausting the machine;
+- a file not parsed in time is abandoned by killing the worker, which is started again for the
+  next file.
+
+Either way the file comes back as a reason (``"took longer than 120 s to read"``, ``"needed more
+than 2048 MB to read"``) and the run goes on. The worker is started with ``exec`` (``subprocess``,
+never ``fork``), so it is safe to start after the model has loaded torch and its threads, and it
+imports only the loaders.
+
+:meth:`Reader.read` keeps one file in flight ahead of the caller: while the caller chunks and
+embeds one document, the worker is already parsing the next.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from semsearch.errors import ReaderError
+from semsearch.types import ParsedDocument
+
+DEFAULT_SECONDS = 120.0
+DEFAULT_MEMORY_MB = 2048
+_STARTUP_SECONDS = 60.0  # a worker that cannot import the loaders in this long is broken
+_MB = 2**20
+_HEADER = struct.Struct("!dQ")  # the worker's own parse time in seconds, then the reply's length
+_READY = b"R"
+_OUT_OF_MEMORY = "out of memory"  # what a worker replies for a file that hit its memory cap
+DEBUG_VAR = "SEMSEARCH_DEBUG"  # set: the worker's stderr is shown (it is silent otherwise)
+
+Key = TypeVar("Key")
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How long and how much memory parsing one file may take before it is skipped.
+
+    ``seconds`` is wall-clock time; ``memory_mb`` caps the worker process's whole address space
+    (about 50 MB of it is Python and the loaders).
+    """
+
+    seconds: float = DEFAULT_SECONDS
+    memory_mb: int = DEFAULT_MEMORY_MB
+
+    def __post_init__(self) -> None:
+        if not self.seconds > 0:
+            raise ValueError("the time limit for reading a file must be more than 0 seconds")
+        if self.memory_mb < 100:
+            raise ValueError("the memory limit for reading a file must be at least 100 MB")
+
+    def time_reason(self) -> str:
+        return f"took longer than {self.seconds:g} s to read"
+
+    def memory_reason(self) -> str:
+        return f"needed more than {self.memory_mb} MB to read"
+
+
+@dataclass(frozen=True)
+class ReadJob(Generic[Key]):
+    """One file to parse: ``path`` as text (it picks the loader and the fallback title), its bytes,
+    and whatever the caller needs to find its place again."""
+
+    key: Key
+    path: str
+    data: bytes
+
+
+class Reader:
+    """Parses files in a worker process within :class:`ReadLimits`; close it when done."""
+
+    def __init__(self, limits: ReadLimits | None = None) -> None:
+        self.limits = limits or ReadLimits()
+        self._worker: _Worker | None = None
+
+    def read(self, jobs: Iterable[ReadJob[Key]]) -> Iterator[tuple[ReadJob[Key], ParsedDocument | str]]:
+        """Parse each job, in order: the document, or the reason it was skipped.
+
+        The next job is taken from ``jobs`` and handed to the worker before this one is yielded.
+        """
+        jobs = iter(jobs)
+        current = next(jobs, None)
+        if current is not None:
+            self._send(current)
+        while current is not None:
+            outcome = self._receive()
+            following = next(jobs, None)
+            if following is not None:
+                self._send(following)
+            yield current, outcome
+            current = following
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def _send(self, job: ReadJob) -> None:
+        request = pickle.dumps((job.path, job.data), protocol=pickle.HIGHEST_PROTOCOL)
+        for attempt in (1, 2):
+            if self._worker is None:
+                self._worker = _Worker(self.limits.memory_mb)
+            try:
+                self._worker.send(request)
+                return
+            except OSError:  # it died between files (the kernel's OOM killer, say): start another once
+                self._worker.stop()
+                self._worker = None
+                if attempt == 2:
+                    raise ReaderError(
+                        f"the worker process that parses files keeps dying; set {DEBUG_VAR}=1 to see why"
+                    ) from None
+
+    def _receive(self) -> ParsedDocument | str:
+        worker = self._worker
+        assert worker is not None
+        reply = worker.receive(self.limits.seconds)
+        if isinstance(reply, _Failure):
+            worker.stop()
+            self._worker = None
+            return self.limits.time_reason() if reply.overran else reply.reason
+        seconds, outcome = reply
+        if outcome == _OUT_OF_MEMORY:
+            worker.stop()  # it exits after such a file: its heap may be in pieces
+            self._worker = None
+            return self.limits.memory_reason()
+        if seconds > self.limits.seconds:  # finished, but late: the same file is skipped every time
+            return self.limits.time_reason()
+        return outcome
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """The worker gave no reply: it ran past the deadline, or it died."""
+
+    overran: bool
+    reason: str = ""
+
+
+class _Worker:
+    """One worker process and the two pipes to it (unbuffered: select() must see every byte)."""
+
+    def __init__(self, memory_mb: int) -> None:
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "semsearch.reader", str(memory_mb)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=None if os.environ.get(DEBUG_VAR) else subprocess.DEVNULL,
+                bufsize=0,
+                env=env,
+            )
+        except OSError as error:
+            raise ReaderError(
+                f"cannot start the worker process that parses files ({error.strerror or error}); "
+                f"check that {sys.executable} runs"
+            ) from error
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._input = self.process.stdin.fileno()
+        self._output = self.process.stdout.fileno()
+        self.ready = False
+        self.started = time.monotonic()
+        self.sent = 0.0
+
+    def send(self, request: bytes) -> None:
+        _write_all(self._input, struct.pack("!Q", len(request)) + request)
+        self.sent = time.monotonic()
+
+    def receive(self, seconds: float) -> tuple[float, ParsedDocument | str] | _Failure:
+        """The reply to the request sent last, or why there is none."""
+        if not self.ready:
+            if not self._readable(self.started + _STARTUP_SECONDS):
+                raise ReaderError(
+                    "the worker process that parses files did not start within a minute; is the machine overloaded?"
+                )
+            if _read_exactly(self._output, 1) != _READY:
+                raise ReaderError(
+                    f"the worker process that parses files could not start; set {DEBUG_VAR}=1 to see why"
+                )
+            self.ready = True
+            # Time spent starting it is not the file's: count from when it was ready, at the earliest.
+            self.sent = max(self.sent, time.monotonic())
+        if not self._readable(self.sent + seconds):
+            return _Failure(overran=True)
+        header = _read_exactly(self._output, _HEADER.size)
+        if header is None:
+            return _Failure(overran=False, reason=self._death())
+        parse_seconds, length = _HEADER.unpack(header)
+        body = _read_exactly(self._output, length)
+        if body is None:
+            return _Failure(overran=False, reason=self._death())
+        return parse_seconds, pickle.loads(body)
+
+    def _readable(self, deadline: float) -> bool:
+        """Wait until the worker's reply starts arriving (or it dies); False past ``deadline``."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            ready, _, _ = select.select([self._output], [], [], remaining)
+            if ready:
+                return True
+
+    def _death(self) -> str:
+        """Why the worker stopped answering, as a skip reason."""
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "the parser stopped answering"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"the parser crashed ({name})"
+        return f"the parser crashed (exit status {code})"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+        self.process.wait()
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view):]
+
+
+def _read_exactly(descriptor: int, size: int) -> bytearray | None:
+    """``size`` bytes from the pipe, or None if it ends first."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    done = 0
+    while done < size:
+        count = os.readv(descriptor, [view[done:]])
+        if count == 0:
+            return None
+        done += count
+    return buffer
+
+
+# -- the worker process ---------------------------------------------------------------------------
+
+
+def _serve(memory_mb: int) -> None:
+    """The worker's loop: read a request, parse it, reply; exit at the end of input."""
+    import resource
+
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the indexing process's to handle
+    requests = os.fdopen(os.dup(0), "rb")
+    replies = os.fdopen(os.dup(1), "wb")
+    # A library that prints must not corrupt the replies: file descriptor 1 becomes stderr.
+    os.dup2(2, 1)
+    _warm_up()
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = memory_mb * _MB
+    resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    replies.write(_READY)
+    replies.flush()
+
+    from semsearch.errors import LoaderError
+    from semsearch.loaders import load
+
+    while True:
+        size = requests.read(8)
+        if len(size) < 8:
+            return
+        (length,) = struct.unpack("!Q", size)
+        try:
+            path, data = pickle.loads(requests.read(length))
+        except MemoryError:
+            return  # the parent sees it die and says so
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        started = time.monotonic()
+        outcome: ParsedDocument | str
+        try:
+            outcome = load(Path(path), data)
+        except LoaderError as error:
+            outcome = _OUT_OF_MEMORY if _out_of_memory(error, peak, cap) else str(error)
+        except MemoryError:
+            outcome = _OUT_OF_MEMORY
+        seconds = time.monotonic() - started
+        del data
+        try:
+            body = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+        except MemoryError:
+            outcome = _OUT_OF_MEMORY
+            body = pickle.dumps(outcome)
+        replies.write(_HEADER.pack(seconds, len(body)))
+        replies.write(body)
+        replies.flush()
+        if outcome == _OUT_OF_MEMORY:
+            return
+
+
+def _out_of_memory(error: BaseException, peak_before: int, cap: int) -> bool:
+    """Whether a file failed because it hit the memory cap.
+
+    Python says so with a MemoryError; libxml2 (under python-docx) only says "unknown error", so
+    a failure during which the worker's peak memory rose past half the cap counts too.
+    """
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, MemoryError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes
+    return peak > peak_before and peak * 1024 > cap // 2
+
+
+def _warm_up() -> None:
+    """Import the parsers now, so that the first PDF's time limit is not spent importing pypdf."""
+    for module in ("pypdf", "docx", "bs4"):
+        try:
+            __import__(module)
+        except Exception:  # a broken install fails the file that needs it, with its own reason
+            pass
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the indexing process dies (a worker stuck in a parser
+    never reads the end of its input)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]))
