@@ -15,8 +15,8 @@ than 2048 MB to read"``) and the run goes on. The worker is started with ``exec`
 never ``fork``), so it is safe to start after the model has loaded torch and its threads, and it
 imports only the loaders.
 
-:meth:`Reader.read` keeps one file in flight ahead of the caller: while the caller chunks and
-embeds one document, the worker is already parsing the next.
+:meth:`Reader.read` parses ahead of the caller: while the caller chunks and embeds one document,
+the worker is already parsing the next ones.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ _STARTUP_SECONDS = 60.0  # a worker that cannot import the loaders in this long 
 _MB = 2**20
 _HEADER = struct.Struct("!dQ")  # the worker's own parse time in seconds, then the reply's length
 _READY = b"R"
+_PIPE_BYTES = 2**20
+_MAX_BATCH = 256  # requests sent at once (small files: one wake-up of the worker for many)
 _OUT_OF_MEMORY = "out of memory"  # what a worker replies for a file that hit its memory cap
 DEBUG_VAR = "SEMSEARCH_DEBUG"  # set: the worker's stderr is shown (it is silent otherwise)
 
@@ -93,19 +96,44 @@ class Reader:
     def read(self, jobs: Iterable[ReadJob[Key]]) -> Iterator[tuple[ReadJob[Key], ParsedDocument | str]]:
         """Parse each job, in order: the document, or the reason it was skipped.
 
-        The next job is taken from ``jobs`` and handed to the worker before this one is yielded.
+        Jobs go to the worker in batches that fit in the pipe (so that writing one never waits
+        for the worker), and the next batch is sent before the last result of this one is
+        yielded: the worker parses while the caller works on what it got.
         """
-        jobs = iter(jobs)
-        current = next(jobs, None)
-        if current is not None:
-            self._send(current)
-        while current is not None:
+        source = iter(jobs)
+        waiting: deque[tuple[ReadJob[Key], bytes]] = deque()  # taken from jobs, not sent (or sent again)
+        in_flight: deque[ReadJob[Key]] = deque()
+
+        def send_batch() -> None:
+            requests: list[bytes] = []
+            size = 0
+            while len(requests) < _MAX_BATCH:
+                if waiting:
+                    job, request = waiting.popleft()
+                else:
+                    job = next(source, None)
+                    if job is None:
+                        break
+                    request = _request(job)
+                if requests and size + len(request) > self._capacity():
+                    waiting.appendleft((job, request))
+                    break
+                requests.append(request)
+                in_flight.append(job)
+                size += len(request)
+            if requests:
+                self._send(b"".join(requests))
+
+        send_batch()
+        while in_flight:
+            job = in_flight.popleft()
             outcome = self._receive()
-            following = next(jobs, None)
-            if following is not None:
-                self._send(following)
-            yield current, outcome
-            current = following
+            if self._worker is None:  # stopped for this file: what it had not answered goes again
+                waiting.extendleft((queued, _request(queued)) for queued in reversed(in_flight))
+                in_flight.clear()
+            if not in_flight:
+                send_batch()
+            yield job, outcome
 
     def close(self) -> None:
         if self._worker is not None:
@@ -118,13 +146,17 @@ class Reader:
     def __exit__(self, *_exc) -> None:
         self.close()
 
-    def _send(self, job: ReadJob) -> None:
-        request = pickle.dumps((job.path, job.data), protocol=pickle.HIGHEST_PROTOCOL)
+    def _capacity(self) -> int:
+        if self._worker is None:
+            self._worker = _Worker(self.limits.memory_mb)
+        return self._worker.capacity
+
+    def _send(self, requests: bytes) -> None:
         for attempt in (1, 2):
             if self._worker is None:
                 self._worker = _Worker(self.limits.memory_mb)
             try:
-                self._worker.send(request)
+                self._worker.send(requests)
                 return
             except OSError:  # it died between files (the kernel's OOM killer, say): start another once
                 self._worker.stop()
@@ -135,6 +167,7 @@ class Reader:
                     ) from None
 
     def _receive(self) -> ParsedDocument | str:
+        """The outcome of the oldest job in flight; stops the worker if it overran or died."""
         worker = self._worker
         assert worker is not None
         reply = worker.receive(self.limits.seconds)
@@ -150,6 +183,11 @@ class Reader:
         if seconds > self.limits.seconds:  # finished, but late: the same file is skipped every time
             return self.limits.time_reason()
         return outcome
+
+
+def _request(job: ReadJob) -> bytes:
+    body = pickle.dumps((job.path, job.data), protocol=pickle.HIGHEST_PROTOCOL)
+    return struct.pack("!Q", len(body)) + body
 
 
 @dataclass(frozen=True)
@@ -184,16 +222,24 @@ class _Worker:
         assert self.process.stdin is not None and self.process.stdout is not None
         self._input = self.process.stdin.fileno()
         self._output = self.process.stdout.fileno()
+        #: Bytes of requests that fit in the pipe at once, so that sending a batch never blocks.
+        self.capacity = _widen(self._input)
+        _widen(self._output)
         self.ready = False
         self.started = time.monotonic()
-        self.sent = 0.0
+        self.since = 0.0  # the earliest moment the oldest unanswered request can have started
 
-    def send(self, request: bytes) -> None:
-        _write_all(self._input, struct.pack("!Q", len(request)) + request)
-        self.sent = time.monotonic()
+    def send(self, requests: bytes) -> None:
+        _write_all(self._input, requests)
+        self.since = time.monotonic()
 
     def receive(self, seconds: float) -> tuple[float, ParsedDocument | str] | _Failure:
-        """The reply to the request sent last, or why there is none."""
+        """The reply to the oldest unanswered request, or why there is none.
+
+        The deadline counts from when that request can have started at the earliest: when it was
+        sent, or when the reply before it was read, whichever is later. Reading late (while the
+        caller was busy) only makes it longer, never shorter.
+        """
         if not self.ready:
             if not self._readable(self.started + _STARTUP_SECONDS):
                 raise ReaderError(
@@ -204,9 +250,8 @@ class _Worker:
                     f"the worker process that parses files could not start; set {DEBUG_VAR}=1 to see why"
                 )
             self.ready = True
-            # Time spent starting it is not the file's: count from when it was ready, at the earliest.
-            self.sent = max(self.sent, time.monotonic())
-        if not self._readable(self.sent + seconds):
+            self.since = max(self.since, time.monotonic())  # starting it took no file's time
+        if not self._readable(self.since + seconds):
             return _Failure(overran=True)
         header = _read_exactly(self._output, _HEADER.size)
         if header is None:
@@ -215,6 +260,7 @@ class _Worker:
         body = _read_exactly(self._output, length)
         if body is None:
             return _Failure(overran=False, reason=self._death())
+        self.since = max(self.since, time.monotonic())
         return parse_seconds, pickle.loads(body)
 
     def _readable(self, deadline: float) -> bool:
@@ -248,6 +294,20 @@ class _Worker:
             if stream is not None:
                 stream.close()
         self.process.wait()
+
+
+def _widen(descriptor: int) -> int:
+    """Make a pipe hold up to 1 MB (Linux; the default is 64 KB); returns what it holds, 0 if unknown."""
+    try:
+        import fcntl
+
+        try:
+            fcntl.fcntl(descriptor, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        except OSError:  # above /proc/sys/fs/pipe-max-size: keep what it has
+            pass
+        return fcntl.fcntl(descriptor, fcntl.F_GETPIPE_SZ)
+    except (ImportError, AttributeError, OSError):
+        return 0  # not Linux: one request at a time
 
 
 def _write_all(descriptor: int, data: bytes) -> None:
