@@ -42,11 +42,15 @@ DEFAULT_SECONDS = 120.0
 DEFAULT_MEMORY_MB = 2048
 _STARTUP_SECONDS = 60.0  # a worker that cannot import the loaders in this long is broken
 _MB = 2**20
-_HEADER = struct.Struct("!dQ")  # the worker's own parse time in seconds, then the reply's length
+# The worker's own parse time in seconds, the reply's length, and whether the worker is about to
+# exit (its heap has grown past half the cap, or a file hit the cap): what it has not answered
+# goes to a new worker.
+_HEADER = struct.Struct("!dQ?")
 _READY = b"R"
 _PIPE_BYTES = 2**20
 _MAX_BATCH = 256  # requests sent at once (small files: one wake-up of the worker for many)
 _OUT_OF_MEMORY = "out of memory"  # what a worker replies for a file that hit its memory cap
+_AGAIN = "again"  # a file to parse once more, in a new worker
 DEBUG_VAR = "SEMSEARCH_DEBUG"  # set: the worker's stderr is shown (it is silent otherwise)
 
 Key = TypeVar("Key")
@@ -128,12 +132,14 @@ class Reader:
         while in_flight:
             job = in_flight.popleft()
             outcome = self._receive()
-            if self._worker is None:  # stopped for this file: what it had not answered goes again
-                waiting.extendleft((queued, _request(queued)) for queued in reversed(in_flight))
+            if self._worker is None:  # it stopped: what it had not answered goes to the next one
+                again = [job, *in_flight] if outcome is _AGAIN else list(in_flight)
+                waiting.extendleft((queued, _request(queued)) for queued in reversed(again))
                 in_flight.clear()
             if not in_flight:
                 send_batch()
-            yield job, outcome
+            if outcome is not _AGAIN:
+                yield job, outcome
 
     def close(self) -> None:
         if self._worker is not None:
@@ -167,19 +173,24 @@ class Reader:
                     ) from None
 
     def _receive(self) -> ParsedDocument | str:
-        """The outcome of the oldest job in flight; stops the worker if it overran or died."""
+        """The outcome of the oldest job in flight (or ``_AGAIN``); stops the worker if it overran,
+        died or retires."""
         worker = self._worker
         assert worker is not None
+        fresh = worker.answered == 0
         reply = worker.receive(self.limits.seconds)
         if isinstance(reply, _Failure):
             worker.stop()
             self._worker = None
             return self.limits.time_reason() if reply.overran else reply.reason
-        seconds, outcome = reply
-        if outcome == _OUT_OF_MEMORY:
-            worker.stop()  # it exits after such a file: its heap may be in pieces
+        seconds, outcome, retiring = reply
+        if retiring:
+            worker.stop()
             self._worker = None
-            return self.limits.memory_reason()
+        if outcome == _OUT_OF_MEMORY:
+            # What earlier files left in a worker's heap is not this file's: only a file that
+            # fails in a new worker is too big.
+            return self.limits.memory_reason() if fresh else _AGAIN
         if seconds > self.limits.seconds:  # finished, but late: the same file is skipped every time
             return self.limits.time_reason()
         return outcome
@@ -228,12 +239,13 @@ class _Worker:
         self.ready = False
         self.started = time.monotonic()
         self.since = 0.0  # the earliest moment the oldest unanswered request can have started
+        self.answered = 0
 
     def send(self, requests: bytes) -> None:
         _write_all(self._input, requests)
         self.since = time.monotonic()
 
-    def receive(self, seconds: float) -> tuple[float, ParsedDocument | str] | _Failure:
+    def receive(self, seconds: float) -> tuple[float, ParsedDocument | str, bool] | _Failure:
         """The reply to the oldest unanswered request, or why there is none.
 
         The deadline counts from when that request can have started at the earliest: when it was
@@ -256,12 +268,13 @@ class _Worker:
         header = _read_exactly(self._output, _HEADER.size)
         if header is None:
             return _Failure(overran=False, reason=self._death())
-        parse_seconds, length = _HEADER.unpack(header)
+        parse_seconds, length, retiring = _HEADER.unpack(header)
         body = _read_exactly(self._output, length)
         if body is None:
             return _Failure(overran=False, reason=self._death())
         self.since = max(self.since, time.monotonic())
-        return parse_seconds, pickle.loads(body)
+        self.answered += 1
+        return parse_seconds, pickle.loads(body), retiring
 
     def _readable(self, deadline: float) -> bool:
         """Wait until the worker's reply starts arriving (or it dies); False past ``deadline``."""
@@ -377,18 +390,28 @@ def _serve(memory_mb: int) -> None:
         except MemoryError:
             outcome = _OUT_OF_MEMORY
             body = pickle.dumps(outcome)
-        replies.write(_HEADER.pack(seconds, len(body)))
+        retiring = outcome == _OUT_OF_MEMORY or _address_space() > cap // 2
+        replies.write(_HEADER.pack(seconds, len(body), retiring))
         replies.write(body)
         replies.flush()
-        if outcome == _OUT_OF_MEMORY:
+        if retiring:
             return
+
+
+def _address_space() -> int:
+    """Bytes of address space this process holds now (what RLIMIT_AS counts); 0 if unknown."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _out_of_memory(error: BaseException, peak_before: int, cap: int) -> bool:
     """Whether a file failed because it hit the memory cap.
 
     Python says so with a MemoryError; libxml2 (under python-docx) only says "unknown error", so
-    a failure during which the worker's peak memory rose past half the cap counts too.
+    a failure during which the worker's peak memory rose to three quarters of the cap counts too.
     """
     cause: BaseException | None = error
     while cause is not None:
@@ -398,7 +421,7 @@ def _out_of_memory(error: BaseException, peak_before: int, cap: int) -> bool:
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes
-    return peak > peak_before and peak * 1024 > cap // 2
+    return peak > peak_before and peak * 1024 > cap * 3 // 4
 
 
 def _warm_up() -> None:
