@@ -1,9 +1,8 @@
 """Parse files in a worker process, with a time and a memory limit for each file.
 
-A loader is third-party code fed whatever is on the user's disk. A PDF of a few kilobytes whose
-thousand pages share one long content stream keeps pypdf busy for hours; a DOCX of a few hundred
-kilobytes can unzip to hundreds of megabytes of XML. A thread cannot be stopped, so files are
-parsed in a separate process, one at a time:
+A loader is third-party code fed whatever is on the user's disk. A PDF of 60 KB whose 400 pages
+share one long content stream keeps pypdf busy for a quarter of an hour; a DOCX of 0.7 MB can
+unzip to 300 MB of XML. A thread cannot be stopped, so files are parsed in a separate process:
 
 - its address space is capped (``RLIMIT_AS``), so a file that needs more memory fails inside the
   worker instead of exhausting the machine;
@@ -50,7 +49,7 @@ _READY = b"R"
 _PIPE_BYTES = 2**20
 _MAX_BATCH = 256  # requests sent at once (small files: one wake-up of the worker for many)
 _OUT_OF_MEMORY = "out of memory"  # what a worker replies for a file that hit its memory cap
-_AGAIN = "again"  # a file to parse once more, in a new worker
+_AGAIN = "\0again"  # a file to parse once more, in a new worker (no loader's reason starts with NUL)
 DEBUG_VAR = "SEMSEARCH_DEBUG"  # set: the worker's stderr is shown (it is silent otherwise)
 
 Key = TypeVar("Key")
@@ -218,7 +217,7 @@ class _Worker:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "semsearch.reader", str(memory_mb)],
+                [sys.executable, "-m", "semsearch.reader", str(memory_mb), str(os.getpid())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=None if os.environ.get(DEBUG_VAR) else subprocess.DEVNULL,
@@ -345,20 +344,23 @@ def _read_exactly(descriptor: int, size: int) -> bytearray | None:
 # -- the worker process ---------------------------------------------------------------------------
 
 
-def _serve(memory_mb: int) -> None:
+def _serve(memory_mb: int, parent: int) -> None:
     """The worker's loop: read a request, parse it, reply; exit at the end of input."""
     import resource
 
-    _die_with_parent()
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the indexing process's to handle
     requests = os.fdopen(os.dup(0), "rb")
     replies = os.fdopen(os.dup(1), "wb")
     # A library that prints must not corrupt the replies: file descriptor 1 becomes stderr.
     os.dup2(2, 1)
     _warm_up()
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
     cap = memory_mb * _MB
-    resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    try:
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    except (ValueError, OSError):  # a system that does not enforce it (macOS): no cap, time still counts
+        pass
     replies.write(_READY)
     replies.flush()
 
@@ -433,7 +435,7 @@ def _warm_up() -> None:
             pass
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Ask Linux to kill this worker when the indexing process dies (a worker stuck in a parser
     never reads the end of its input)."""
     try:
@@ -443,9 +445,9 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(0)
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]))
+    _serve(int(sys.argv[1]), int(sys.argv[2]))
