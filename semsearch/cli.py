@@ -20,6 +20,9 @@ from semsearch import __version__
 from semsearch.cli_base import Settings, index_option, pass_settings, reports_errors
 from semsearch.cli_eval import eval_command
 from semsearch.location import ENV_VAR
+from semsearch.reader import DEFAULT_MEMORY_MB as DEFAULT_READ_MEMORY_MB
+from semsearch.reader import DEFAULT_SECONDS as DEFAULT_READ_SECONDS
+from semsearch.reader import ReadLimits
 from semsearch.types import MODES
 
 
@@ -61,15 +64,20 @@ def cli(context: click.Context, index_dir: str | None) -> None:
               help="Remove indexed files that are gone from the given folders.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("-v", "--verbose", is_flag=True, help="List every skipped file with its reason.")
+@click.option("--max-read-seconds", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_READ_SECONDS,
+              show_default=True, metavar="SECONDS", help="Skip a file that takes longer than this to read.")
+@click.option("--max-read-memory", type=click.IntRange(min=100), default=DEFAULT_READ_MEMORY_MB,
+              show_default=True, metavar="MB", help="Skip a file that needs more memory than this to read.")
 @pass_settings
 @reports_errors
 def index_command(settings: Settings, paths: tuple[str, ...], index_dir: str | None, model: str | None,
                   include: tuple[str, ...], exclude: tuple[str, ...], prune: bool, as_json: bool,
-                  verbose: bool) -> None:
+                  verbose: bool, max_read_seconds: float, max_read_memory: int) -> None:
     """Index files and folders (only what changed since the last run).
 
     Reads text, Markdown, reST, HTML, PDF, DOCX and source files; honours .gitignore and skips
-    hidden folders. Binary and unreadable files are skipped and counted.
+    hidden folders. Binary and unreadable files are skipped and counted, and so is a file that
+    takes too long or too much memory to read (see --max-read-seconds, --max-read-memory).
     """
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
@@ -77,7 +85,9 @@ def index_command(settings: Settings, paths: tuple[str, ...], index_dir: str | N
     with _open(settings, index_dir, create=True, model=model) as engine:
         progress, finish = _progress_bar(enabled=not as_json and sys.stderr.isatty())
         try:
-            summary = engine.index(*paths, include=include, exclude=exclude, prune=prune, progress=progress)
+            limits = ReadLimits(seconds=max_read_seconds, memory_mb=max_read_memory)
+            summary = engine.index(*paths, include=include, exclude=exclude, prune=prune, progress=progress,
+                                   read_limits=limits)
         finally:
             finish()
         if as_json:

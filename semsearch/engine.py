@@ -38,6 +38,7 @@ from semsearch.location import default_index_dir
 from semsearch.locking import WriteLock
 from semsearch.onnx_embedder import OnnxQueryEmbedder
 from semsearch.onnx_export import export_query_model, query_model_dir
+from semsearch.reader import ReadLimits
 from semsearch.retrieval import FusionSettings, Ranked, Reranker, Retriever, rerank
 from semsearch.store import DATABASE_NAME, Store
 from semsearch.types import (
@@ -246,16 +247,20 @@ class Engine:
         exclude: Sequence[str] = (),
         prune: bool = True,
         progress: ProgressCallback | None = None,
+        read_limits: ReadLimits | None = None,
     ) -> IndexSummary:
         """Bring the index up to date with these files and folders; returns what was done.
 
         Unchanged files cost a ``stat``; changed ones are re-chunked and only new chunk text is
         embedded; files gone from under these folders are removed unless ``prune=False``.
+        Files are parsed in a worker process; one that takes longer or needs more memory than
+        ``read_limits`` allow (default: 120 s, 2048 MB) is skipped with that reason.
         Ctrl-C stops at a consistent point and the summary says ``interrupted``.
         """
         with self._writing():
             summary = self._indexer().index_paths(
-                [Path(p) for p in paths], include=include, exclude=exclude, prune=prune, progress=progress
+                [Path(p) for p in paths], include=include, exclude=exclude, prune=prune, progress=progress,
+                read_limits=read_limits,
             )
         self._export_query_model()
         return summary

@@ -22,7 +22,7 @@ import numpy as np
 from semsearch import loaders
 from semsearch.chunking import chunk_document
 from semsearch.embedder import Embedder
-from semsearch.errors import LoaderError
+from semsearch.reader import Reader, ReadJob, ReadLimits
 from semsearch.store import NewChunk, NewDocument, Store, StoredDocument, embed_hash
 from semsearch.types import IndexSummary, ParsedDocument, Skipped
 from semsearch.walker import FileEntry, is_gone, path_text, walk
@@ -120,6 +120,7 @@ class Indexer:
         exclude: Sequence[str] = (),
         prune: bool = True,
         progress: ProgressCallback | None = None,
+        read_limits: ReadLimits | None = None,
     ) -> IndexSummary:
         started = time.perf_counter()
         tally = _Tally()
@@ -157,8 +158,9 @@ class Indexer:
                 for doc in known.values()
                 if doc.path not in seen and _under(doc.path, roots) and is_gone(doc.path)
             }
-            pending = self._read_changed(candidates, known, missing, tally)
-            self._write_waves(pending, tally, progress_total=len(candidates), progress=progress)
+            with Reader(read_limits) as reader:
+                pending = self._read_changed(candidates, known, missing, tally, reader)
+                self._write_waves(pending, tally, progress_total=len(candidates), progress=progress)
             if prune and missing:
                 with self._store.writing() as writer:
                     for doc in missing.values():
@@ -174,42 +176,56 @@ class Indexer:
         known: dict[str, StoredDocument],
         missing: dict[str, StoredDocument],
         tally: _Tally,
+        reader: Reader,
     ) -> Iterator[PendingDocument]:
-        """Read each candidate once: touch the unchanged, re-point the moved, parse the rest."""
+        """Read each candidate once: touch the unchanged, re-point the moved, parse the rest.
+
+        Parsing happens in the reader's worker process, within its limits, one file ahead of
+        the caller.
+        """
         missing_by_hash: dict[str, StoredDocument] = {}
         for doc in missing.values():
             if doc.ingest_version == INGEST_VERSION:  # an older one is re-processed, not re-pointed
                 missing_by_hash.setdefault(doc.content_hash, doc)
-        for entry in candidates:
-            path = entry.path_text
-            try:
-                data = entry.path.read_bytes()
-            except OSError as error:
-                tally.skipped.append(Skipped(path, f"unreadable file ({error.strerror or error})"))
-                continue
-            digest = hashlib.sha256(data).hexdigest()
-            stored = known.get(path)
-            if stored is not None and stored.content_hash == digest and stored.ingest_version == INGEST_VERSION:
-                with self._store.writing() as writer:
-                    writer.touch_document(stored.id, size=entry.size, mtime_ns=entry.mtime_ns)
-                tally.unchanged += 1
-                continue
-            origin = missing_by_hash.pop(digest, None)
-            if origin is not None:
-                with self._store.writing() as writer:
-                    if stored is not None:
-                        writer.delete_document(stored.id)
-                    writer.move_document(origin.id, path=path, size=entry.size, mtime_ns=entry.mtime_ns)
-                del missing[origin.path]
-                tally.moved += 1
-                continue
-            try:
-                parsed = loaders.load(Path(path), data)  # the title may come from the name: text, not bytes
-            except LoaderError as error:
-                tally.skipped.append(Skipped(path, str(error)))
+
+        def to_parse() -> Iterator[ReadJob[tuple[FileEntry, str, StoredDocument | None]]]:
+            for entry in candidates:
+                path = entry.path_text
+                try:
+                    data = entry.path.read_bytes()
+                except OSError as error:
+                    tally.skipped.append(Skipped(path, f"unreadable file ({error.strerror or error})"))
+                    continue
+                digest = hashlib.sha256(data).hexdigest()
+                stored = known.get(path)
+                if (
+                    stored is not None
+                    and stored.content_hash == digest
+                    and stored.ingest_version == INGEST_VERSION
+                ):
+                    with self._store.writing() as writer:
+                        writer.touch_document(stored.id, size=entry.size, mtime_ns=entry.mtime_ns)
+                    tally.unchanged += 1
+                    continue
+                origin = missing_by_hash.pop(digest, None)
+                if origin is not None:
+                    with self._store.writing() as writer:
+                        if stored is not None:
+                            writer.delete_document(stored.id)
+                        writer.move_document(origin.id, path=path, size=entry.size, mtime_ns=entry.mtime_ns)
+                    del missing[origin.path]
+                    tally.moved += 1
+                    continue
+                # The title may come from the name, so the loader gets the path as text, not bytes.
+                yield ReadJob((entry, digest, stored), path, data)
+
+        for job, parsed in reader.read(to_parse()):
+            entry, digest, stored = job.key
+            if isinstance(parsed, str):
+                tally.skipped.append(Skipped(job.path, parsed))
                 continue
             yield PendingDocument(
-                path=path,
+                path=job.path,
                 source="file",
                 content_hash=digest,
                 size=entry.size,
