@@ -50,7 +50,7 @@ from semsearch.types import ChunkDraft, SearchFilter
 
 DATABASE_NAME = "semsearch.db"
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"  # as migration 0001 made chunk_fts
-SCHEMA_HEAD = "0004"  # the newest migration in migrations/versions/
+SCHEMA_HEAD = "0005"  # the newest migration in migrations/versions/
 BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another process's lock before failing
 
 
