@@ -9,9 +9,12 @@ An index records one *precision* with its model, and every vector in it comes fr
   onnxruntime on the CPU. Faster on a CPU, and its vectors are close to fp32's but not the same
   (cosine ~0.993), so the two never share an index; queries then use the same int8 model.
 
+A new index is fp32 unless int8 is asked for: int8 lost more than 0.005 hybrid nDCG@10 on one of
+the five BEIR sets (ADI; docs/quality.md), the bar it had to clear to become the default.
+
 The int8 model is made on first use and cached: from the fp32 export if the cache has it (no torch),
 otherwise the model is loaded once with sentence-transformers, exported, checked and quantised.
-A model that cannot be exported falls back to fp32 through sentence-transformers, and says so.
+A model that cannot be exported cannot be embedded at int8: that is an error naming fp32.
 
 The GPU is found without importing torch: a torch built with CUDA (its ``version.py``) and an
 NVIDIA device the process can see. Only then is torch asked, when the model is loaded.
@@ -30,9 +33,9 @@ from semsearch.embedder import Embedder
 from semsearch.errors import ModelLoadError, SemsearchError
 
 PRECISIONS = ("fp32", "int8")
-# int8 keeps hybrid nDCG@10 within 0.005 of fp32 on all five BEIR sets (docs/quality.md), and
-# embeds ~1.6x faster on a CPU, so a new index on a CPU uses it.
-DEFAULT_CPU_PRECISION = "int8"
+# int8 embeds ~1.6-1.9x faster on a CPU, but would have had to keep hybrid nDCG@10 within 0.005 of
+# fp32 on all five BEIR sets to be the default, and lost 0.009 on ADI (docs/quality.md).
+DEFAULT_CPU_PRECISION = "fp32"
 # One text per call: int8 activations are quantised with one scale per call, so a text embedded in
 # a batch would depend on its neighbours; alone it is always the same vector (a query's too). On
 # these CPUs batch 1 measured as fast as 16 (no padding at all).
@@ -73,7 +76,8 @@ def choose_device(requested: str | None, probe: Callable[[], GpuProbe] = probe_g
 
 
 def default_precision(device: str) -> str:
-    """The precision of a new index: int8 on a CPU, fp32 where the model runs on an accelerator."""
+    """The precision of a new index that asks for none (int8 is a CPU speed-up, never the default
+    on an accelerator)."""
     return DEFAULT_CPU_PRECISION if device == "cpu" else "fp32"
 
 
@@ -83,15 +87,11 @@ def load_embedder(
     precision: str,
     device: str,
     load_torch: TorchLoader,
-    explicit: bool = True,
-    notes: list[str] | None = None,
 ) -> Embedder:
-    """The embedder for an index of ``model`` at ``precision``; its ``precision`` attribute says
-    what it embeds at (a default int8 that cannot be had falls back to fp32).
+    """The embedder for an index of ``model`` at ``precision``; its ``precision`` attribute says so.
 
-    ``load_torch(device)`` loads the model with sentence-transformers. ``explicit`` says the
-    precision was asked for (or is the index's own): then a missing int8 model is an error rather
-    than a fallback. Fallbacks are described in ``notes``.
+    ``load_torch(device)`` loads the model with sentence-transformers (only when nothing cached
+    will do). Raises :class:`ModelLoadError` if int8 is asked for and no int8 model can be made.
     """
     if precision not in PRECISIONS:
         raise ModelLoadError(f"unknown precision {precision!r}; use {' or '.join(PRECISIONS)}")
@@ -111,22 +111,17 @@ def load_embedder(
             f"int8 vectors are embedded by onnxruntime on the CPU, not on {device}; leave --device out, "
             "or build an fp32 index (--precision fp32) to use the GPU"
         )
-    loaded: Embedder | None = None
     try:
         if not OnnxEmbedder.available(directory):
-            loaded = load_torch("cpu")
-            sentence_transformer = getattr(loaded, "model", None)
+            # The one time torch is needed: export the model (checked against it), then quantise.
+            sentence_transformer = getattr(load_torch("cpu"), "model", None)
             if sentence_transformer is None:
                 raise UnsupportedModelError(f"{model} is not a sentence-transformers model, so it has no export")
             export_query_model(sentence_transformer, directory, name=model)
         quantize_model(directory)
         return _onnx(directory, "int8")
     except UnsupportedModelError as error:
-        if explicit:
-            raise ModelLoadError(f"cannot embed {model} at int8: {error}; use --precision fp32") from None
-        if getattr(loaded, "model", None) is not None and notes is not None:
-            notes.append(f"int8 is not available for this model ({error}); indexed at fp32 instead")
-        return _mark(loaded if loaded is not None else load_torch("cpu"), "fp32")
+        raise ModelLoadError(f"cannot embed {model} at int8: {error}; use --precision fp32") from None
 
 
 def _onnx(directory: Path, precision: str) -> Embedder:

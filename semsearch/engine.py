@@ -216,14 +216,7 @@ class Engine:
                 return SentenceTransformerEmbedder(self.model)
             return SentenceTransformerEmbedder(self.model, device=on)
 
-        return load_embedder(
-            self.model,
-            precision=precision,
-            device=device,
-            load_torch=torch_model,
-            explicit=self.precision is not None,
-            notes=self._notes,
-        )
+        return load_embedder(self.model, precision=precision, device=device, load_torch=torch_model)
 
     def _record_settings(self) -> None:
         """Fix the model and chunking of a new index, the first time anything is written."""
