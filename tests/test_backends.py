@@ -324,3 +324,14 @@ def test_a_quantised_model_that_strays_too_far_is_not_kept(int8_index, tmp_path,
     assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME])
     monkeypatch.setattr(onnx_export, "MIN_INT8_COSINE", 0.95)
     assert onnx_export.quantize_model(folder) == folder / INT8_MODEL_NAME
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_calls_in_parallel_give_the_vectors_of_one_call_at_a_time(int8_index, precision):
+    from semsearch.onnx_embedder import OnnxEmbedder
+
+    texts = [text * (i + 1) for i, text in enumerate(TEXTS)]  # lengths differ, so batches differ
+    one = OnnxEmbedder(cache_of(), precision=precision, batch_size=1, workers=1).embed(texts)
+    two = OnnxEmbedder(cache_of(), precision=precision, batch_size=1, workers=2).embed(texts)
+    assert np.abs(one - two).max() < 1e-5
