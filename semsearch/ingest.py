@@ -39,7 +39,10 @@ from semsearch.walker import FileEntry, is_gone, path_text, walk
 # 2: text added without a title is embedded without a made-up one.
 INGEST_VERSION = 2
 WAVE_CHUNKS = 256  # chunks pooled before embedding: enough to sort well; a Ctrl-C loses at most one wave
-EMBED_BATCH = 16  # texts per model call: 16 measured 5-20% faster than 32 on long chunks here (FACTS.md: 16-32)
+# Texts handed to the embedder at a time: it cuts them into its own batches (16 for fp32, measured
+# 5-20% faster than 32 on long chunks here; 1 for int8) and runs one batch per core at once, so this
+# is two fp32 batches. Between calls a Ctrl-C is noticed and progress reported.
+EMBED_CALL = 32
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_CONTEXT_CHARS = 200
 PROGRESS_SECONDS = 0.25  # how often a waiting run reports progress
@@ -364,10 +367,10 @@ class Indexer:
         """The wave's new vectors, in the order of ``wave.todo`` (runs on the model's thread)."""
         tracker.embedding(wave)
         parts = []
-        for offset in range(0, len(wave.todo), EMBED_BATCH):
+        for offset in range(0, len(wave.todo), EMBED_CALL):
             if stop.is_set():
                 raise _Abandoned
-            batch = wave.todo[offset : offset + EMBED_BATCH]
+            batch = wave.todo[offset : offset + EMBED_CALL]
             parts.append(self.embedder.embed([item.text for item in batch]))
             tracker.embedded(len(batch))
         return np.concatenate(parts)
