@@ -335,3 +335,13 @@ def test_calls_in_parallel_give_the_vectors_of_one_call_at_a_time(int8_index, pr
     one = OnnxEmbedder(cache_of(), precision=precision, batch_size=1, workers=1).embed(texts)
     two = OnnxEmbedder(cache_of(), precision=precision, batch_size=1, workers=2).embed(texts)
     assert np.abs(one - two).max() < 1e-5
+
+
+def test_verify_reports_an_unknown_precision(tmp_path, fake_embedder):
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.add_texts(TEXTS)
+    with sqlite3.connect(tmp_path / "idx" / "semsearch.db") as connection:
+        connection.execute("UPDATE settings SET value = 'int4' WHERE key = 'precision'")
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        report = engine.verify()
+    assert [(p.part, p.message) for p in report.problems] == [("settings", "unknown precision 'int4'")]
