@@ -12,13 +12,14 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from semsearch.errors import SemsearchError
-from semsearch.types import Hit, IndexStatus, IndexSummary, Mode, Skipped
+from semsearch.types import Hit, IndexProgress, IndexStatus, IndexSummary, Mode, Skipped
 
 __all__ = [
     "__version__",
     "open",
     "Engine",
     "Hit",
+    "IndexProgress",
     "IndexStatus",
     "IndexSummary",
     "Mode",
