@@ -437,10 +437,11 @@ def generate(root: Path, files: int, seed: int = 7) -> list[Made]:
                         lambda make=make, first=first, second=second: GENERIC_DAMAGE[second](
                             GENERIC_DAMAGE[first](make(rng), rng), rng), f"{fmt}: {first} + {second}"))
         counter += 1
-    if files < fixed + SPECIAL:  # a reduced run: a sample of every kind, the hostile ones always in
-        hostile = [p for p in planned if p[0].endswith((b"keeps-parser-busy.pdf", b"decompression-bomb.docx"))]
-        rest = [p for p in planned if p not in hostile]
-        planned = hostile + random.Random(seed).sample(rest, max(0, files - SPECIAL - len(hostile)))
+    if files < fixed + SPECIAL:  # a reduced run: a sample of every kind; the hostile files and names always in
+        always = [p for p in planned if p[2] == "odd name"
+                  or p[0].endswith((b"keeps-parser-busy.pdf", b"decompression-bomb.docx"))]
+        rest = [p for p in planned if p not in always]
+        planned = always + random.Random(seed).sample(rest, max(0, files - SPECIAL - len(always)))
 
     for name, make, kind in planned:
         folder.write(name, make(), kind)

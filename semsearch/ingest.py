@@ -35,6 +35,7 @@ WAVE_CHUNKS = 256  # chunks pooled before embedding: enough to sort well; a Ctrl
 EMBED_BATCH = 16  # texts per model call: 16 measured 5-20% faster than 32 on long chunks here (FACTS.md: 16-32)
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_CONTEXT_CHARS = 200
+_SAME_NAME_AS_TEXT = "another file's name reads the same once bytes that are not UTF-8 are escaped"
 
 ProgressCallback = Callable[[int, int], None]  # (files done, files to process)
 
@@ -134,6 +135,10 @@ class Indexer:
                     tally.skipped.append(item)
                     continue
                 path = item.path_text
+                if path in seen:
+                    # "a\xffb.txt" spelled out, and "a", byte 0xff, "b.txt": one text, two files.
+                    tally.skipped.append(Skipped(path, _SAME_NAME_AS_TEXT))
+                    continue
                 seen.add(path)
                 if not loaders.is_supported(item.path):
                     tally.skipped.append(Skipped(path, loaders.unsupported_reason(item.path)))
