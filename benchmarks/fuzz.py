@@ -616,8 +616,10 @@ def main() -> None:
     if args.fake_embedder:
         command += " --fake-embedder"
     print(f"Command: `{command}`", flush=True)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="semsearch-fuzz-") as workdir:
         tally = campaign(Path(workdir), args.files, fake=args.fake_embedder, timeout=args.timeout, seed=args.seed)
+    tally["total_seconds"] = round(time.perf_counter() - started)
     load = os.getloadavg()
     tally["load_average"] = [round(value, 1) for value in load]
     print(json.dumps(tally, indent=2, ensure_ascii=False))
