@@ -437,10 +437,11 @@ def generate(root: Path, files: int, seed: int = 7) -> list[Made]:
                         lambda make=make, first=first, second=second: GENERIC_DAMAGE[second](
                             GENERIC_DAMAGE[first](make(rng), rng), rng), f"{fmt}: {first} + {second}"))
         counter += 1
-    if files < fixed + SPECIAL:  # a reduced run: a sample of every kind, the hostile ones always in
-        hostile = [p for p in planned if p[0].endswith((b"keeps-parser-busy.pdf", b"decompression-bomb.docx"))]
-        rest = [p for p in planned if p not in hostile]
-        planned = hostile + random.Random(seed).sample(rest, max(0, files - SPECIAL - len(hostile)))
+    if files < fixed + SPECIAL:  # a reduced run: a sample of every kind; the hostile files and names always in
+        always = [p for p in planned if p[2] == "odd name"
+                  or p[0].endswith((b"keeps-parser-busy.pdf", b"decompression-bomb.docx"))]
+        rest = [p for p in planned if p not in always]
+        planned = always + random.Random(seed).sample(rest, max(0, files - SPECIAL - len(always)))
 
     for name, make, kind in planned:
         folder.write(name, make(), kind)
@@ -615,8 +616,10 @@ def main() -> None:
     if args.fake_embedder:
         command += " --fake-embedder"
     print(f"Command: `{command}`", flush=True)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="semsearch-fuzz-") as workdir:
         tally = campaign(Path(workdir), args.files, fake=args.fake_embedder, timeout=args.timeout, seed=args.seed)
+    tally["total_seconds"] = round(time.perf_counter() - started)
     load = os.getloadavg()
     tally["load_average"] = [round(value, 1) for value in load]
     print(json.dumps(tally, indent=2, ensure_ascii=False))

@@ -25,6 +25,7 @@ __all__ = [
     "Mode",
     "Skipped",
     "SemsearchError",
+    "ReadLimits",
 ]
 
 
@@ -45,4 +46,8 @@ def __getattr__(name: str):
         from semsearch.engine import Engine
 
         return Engine
+    if name == "ReadLimits":
+        from semsearch.reader import ReadLimits
+
+        return ReadLimits
     raise AttributeError(name)

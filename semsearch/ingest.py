@@ -47,6 +47,7 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_CONTEXT_CHARS = 200
 PROGRESS_SECONDS = 0.25  # how often a waiting run reports progress
 OVERLAP = True  # embed on a thread of its own while this one writes and chunks (False: one thing at a time)
+_SAME_NAME_AS_TEXT = "another file's name reads the same once bytes that are not UTF-8 are escaped"
 
 ProgressCallback = Callable[[IndexProgress], None]
 
@@ -146,6 +147,10 @@ class Indexer:
                     tally.skipped.append(item)
                     continue
                 path = item.path_text
+                if path in seen:
+                    # "a\xffb.txt" spelled out, and "a", byte 0xff, "b.txt": one text, two files.
+                    tally.skipped.append(Skipped(path, _SAME_NAME_AS_TEXT))
+                    continue
                 seen.add(path)
                 if not loaders.is_supported(item.path):
                     tally.skipped.append(Skipped(path, loaders.unsupported_reason(item.path)))

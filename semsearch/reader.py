@@ -237,7 +237,10 @@ class _Worker:
         _widen(self._output)
         self.ready = False
         self.started = time.monotonic()
-        self.since = 0.0  # the earliest moment the oldest unanswered request can have started
+        # The latest moment the oldest unanswered request can have started: when it was sent, or
+        # when the reply before it had been read (the worker had written it by then), whichever is
+        # later. Time since then is the least it has run.
+        self.since = 0.0
         self.answered = 0
 
     def send(self, requests: bytes) -> None:
@@ -247,9 +250,8 @@ class _Worker:
     def receive(self, seconds: float) -> tuple[float, ParsedDocument | str, bool] | _Failure:
         """The reply to the oldest unanswered request, or why there is none.
 
-        The deadline counts from when that request can have started at the earliest: when it was
-        sent, or when the reply before it was read, whichever is later. Reading late (while the
-        caller was busy) only makes it longer, never shorter.
+        The deadline counts from ``since``, so a request is given up on only once it has surely
+        run that long; reading late (while the caller was busy) only makes it longer.
         """
         if not self.ready:
             if not self._readable(self.started + _STARTUP_SECONDS):
@@ -276,14 +278,17 @@ class _Worker:
         return parse_seconds, pickle.loads(body), retiring
 
     def _readable(self, deadline: float) -> bool:
-        """Wait until the worker's reply starts arriving (or it dies); False past ``deadline``."""
+        """Wait until the worker's reply starts arriving (or it dies); False past ``deadline``.
+
+        A reply already waiting counts even past the deadline: the caller may have been busy.
+        """
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            ready, _, _ = select.select([self._output], [], [], remaining)
+            ready, _, _ = select.select([self._output], [], [], max(0.0, remaining))
             if ready:
                 return True
+            if remaining <= 0:
+                return False
 
     def _death(self) -> str:
         """Why the worker stopped answering, as a skip reason."""

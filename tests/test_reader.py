@@ -118,6 +118,18 @@ def test_a_worker_that_dies_is_reported_for_its_file_and_replaced():
     assert parsed.text == "still parsed"
 
 
+def test_a_caller_busier_than_the_limit_does_not_make_files_overrun():
+    """Found by benchmarks/fuzz.py: while the indexer embedded for longer than the limit, the
+    next small file counted as late (and a new worker as not started) without a look at its reply."""
+    jobs = [ReadJob(i, f"/d/note{i}.md", b"# Note %d\n\nSmall." % i) for i in range(3)]
+    outcomes = []
+    with Reader(ReadLimits(seconds=0.5)) as reader:
+        for _, outcome in reader.read(jobs):
+            outcomes.append(outcome)
+            time.sleep(1.5)  # embedding, say
+    assert [outcome.title for outcome in outcomes] == ["Note 0", "Note 1", "Note 2"]
+
+
 def test_a_file_that_finishes_past_the_limit_is_skipped_all_the_same():
     # About 2.7 s of work on a loaded machine, less on an idle one: always more than 0.05 s.
     with Reader(ReadLimits(seconds=0.05)) as reader:
