@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/live.py --index /tmp/scifact-index
     .venv/bin/python benchmarks/live.py --index DIR --queries 300 --seconds 20 --saves 10
+    .venv/bin/python benchmarks/live.py --index DIR --latency-only
 
 ``--index`` is an index of SciFact's corpus (5,183 abstracts, ~10,400 chunks) made with the
 real model, e.g. by ``semsearch --index DIR eval ../shared/data/beir/scifact``; it is copied to a
@@ -10,7 +11,8 @@ temporary folder first, since the watch steps write into it. Three measurements:
 1. **Warm search latency.** ``semsearch serve`` (a separate process) answers SciFact's test
    queries one at a time over a kept-alive connection, each mode in turn, after a warm-up; the
    baseline is the same query through ``Engine.search`` in this process, interleaved query by
-   query. Client-side wall time: p50 / p90 / p99.
+   query. Client-side wall time: p50 / p90 / p99. Then ``GET /documents/ID`` against
+   ``Engine.document(ID)`` the same way: what the HTTP layer itself costs.
 2. **Concurrent clients while watch re-indexes.** 8 client threads search without pause for
    ``--seconds`` while ``semsearch watch`` follows a folder (into the same index) that a
    driver keeps changing (a new or edited file every 0.5 s). Errors (any non-200 or exception)
@@ -61,6 +63,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each concurrent round")
     parser.add_argument("--rounds", type=int, default=2, help="concurrent rounds per server kind")
     parser.add_argument("--saves", type=int, default=10)
+    parser.add_argument("--latency-only", action="store_true", help="measure 1. only")
     args = parser.parse_args()
     queries = [json.loads(line)["text"] for line in (DATA / "beir" / "scifact" / "queries.jsonl").open()]
     queries = queries[: args.queries]
@@ -72,27 +75,31 @@ def main() -> None:
             status = engine.status()
         print(f"index: {status.documents} documents, {status.chunks} chunks, {status.model}, {status.vector_search} search")
         latency(index, queries)
-        folder = Path(scratch) / "watched"
-        folder.mkdir()
-        (folder / "seed.md").write_text("# Seed\n\nThe first note in the watched folder.\n")
-        watcher = subprocess.Popen(
-            [sys.executable, "-m", "semsearch", "--index", str(index), "watch", str(folder), "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        updates: list[dict] = []
-        reader = threading.Thread(target=_collect, args=(watcher, updates), daemon=True)
-        reader.start()
-        _wait(lambda: updates, 300, "watch's first update")
-        try:
-            concurrency(index, queries, folder, updates, args.seconds, args.rounds)
-            save_to_searchable(index, folder, updates, args.saves)
-        finally:
-            watcher.send_signal(2)
-            watcher.wait(timeout=60)
-        print(f"watch exit status {watcher.returncode}; verify: ", end="")
-        with semsearch.open(index, create=False) as engine:
-            print("OK" if engine.verify().ok else "PROBLEMS")
+        if not args.latency_only:
+            live(index, queries, Path(scratch) / "watched", args)
     print(f"load average at end: {_load()}")
+
+
+def live(index: Path, queries: list[str], folder: Path, args: argparse.Namespace) -> None:
+    """2. and 3.: clients and saves while ``semsearch watch`` follows ``folder`` into the index."""
+    folder.mkdir()
+    (folder / "seed.md").write_text("# Seed\n\nThe first note in the watched folder.\n")
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "semsearch", "--index", str(index), "watch", str(folder), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    updates: list[dict] = []
+    threading.Thread(target=_collect, args=(watcher, updates), daemon=True).start()
+    _wait(lambda: updates, 300, "watch's first update")
+    try:
+        concurrency(index, queries, folder, updates, args.seconds, args.rounds)
+        save_to_searchable(index, folder, updates, args.saves)
+    finally:
+        watcher.terminate()  # SIGTERM stops watch as Ctrl-C does (SIGINT may be ignored in a background job)
+        watcher.wait(timeout=120)
+    print(f"watch exit status {watcher.returncode}; verify: ", end="")
+    with semsearch.open(index, create=False) as engine:
+        print("OK" if engine.verify().ok else "PROBLEMS")
 
 
 def _load() -> str:
@@ -124,7 +131,7 @@ class Server:
         self.url = found.group(0)
 
     def close(self) -> None:
-        self.process.send_signal(2)
+        self.process.terminate()
         self.process.wait(timeout=30)
 
 
@@ -154,6 +161,17 @@ def latency(index: Path, queries: list[str]) -> None:
                     engine.search(query, mode=mode)
                     direct.append(time.perf_counter() - started)
                 print(f"| {mode} | {percentiles(http)} | {percentiles(direct)} |", flush=True)
+            # What HTTP itself adds: a request whose work is two primary-key reads.
+            document = engine.search(queries[0], limit=1)[0].document_id
+            http, direct = [], []
+            for _ in range(len(queries)):
+                started = time.perf_counter()
+                assert client.get(f"/documents/{document}").status_code == 200
+                http.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                engine.document(document)
+                direct.append(time.perf_counter() - started)
+            print(f"| `GET /documents/ID` (what HTTP itself costs) | {percentiles(http)} | {percentiles(direct)} |")
     finally:
         server.close()
 

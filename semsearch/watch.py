@@ -63,17 +63,19 @@ def watch(
             on_update(Update(reason=reason, events=events, summary=summary))
         return not summary.interrupted
 
-    started = False  # the first update runs once files are watched, so nothing saved meanwhile is missed
+    # An update waits for a watch to be in place, so nothing that happens meanwhile is missed:
+    # the first one (the whole index), and one after a watched path was removed or came back.
+    pending: str | None = "start"
     while stop is None or not stop.is_set():
         seen = _identities(roots)
         present = [root for root, identity in zip(roots, seen) if identity is not None]
-        if not present:
-            if not started:
-                started = True
-                if not update("start", 0):
+        if not present:  # nothing to watch: look again every CHECK_MS
+            if pending is not None:
+                if not update(pending, 0):
                     return
-            elif _sleep(CHECK_MS, stop) and _identities(roots) != seen and not update("paths", 0):
-                return
+                pending = None
+            elif _sleep(CHECK_MS, stop) and _identities(roots) != seen:
+                pending = "paths"
             continue
         for changes in watchfiles.watch(
             *present,
@@ -85,15 +87,13 @@ def watch(
             stop_event=stop,
             raise_interrupt=True,
         ):
-            moved = _identities(roots) != seen
-            if not started:
-                started = True
-                if not update("start", len(changes)):
+            if _identities(roots) != seen:
+                pending = pending or "paths"
+                break  # watch what exists now (the old watch died with the old folder), then update
+            if pending is not None or changes:
+                if not update(pending or "changes", len(changes)):
                     return
-            elif (changes or moved) and not update("changes" if changes else "paths", len(changes)):
-                return
-            if moved:
-                break  # watch what exists now: a folder that came back needs a new watch
+                pending = None
 
 
 def _identities(roots: Sequence[Path]) -> list[tuple[int, int] | None]:

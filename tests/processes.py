@@ -19,6 +19,12 @@ FAKE_CLI = [sys.executable, str(TESTS / "fake_cli.py")]
 REAL_CLI = [sys.executable, "-m", "semsearch"]
 
 
+def _default_ctrl_c() -> None:
+    """In the child: SIGINT does what Ctrl-C does, even when the tests run from a background job
+    (a non-interactive shell starts those with SIGINT ignored, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Process:
     """A child process whose output lines are collected by threads, so a test can wait for one."""
 
@@ -26,12 +32,16 @@ class Process:
                  stdin: int | None = subprocess.DEVNULL) -> None:
         self.popen = subprocess.Popen(
             list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, text=True,
-            env={**os.environ, **(env or {})}, cwd=cwd,
+            env={**os.environ, **(env or {})}, cwd=cwd, preexec_fn=_default_ctrl_c,
         )
         self.lines: queue.Queue[tuple[str, str]] = queue.Queue()
         self.output: list[tuple[str, str]] = []
-        for name, stream in (("out", self.popen.stdout), ("err", self.popen.stderr)):
-            threading.Thread(target=self._read, args=(name, stream), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(name, stream), daemon=True)
+            for name, stream in (("out", self.popen.stdout), ("err", self.popen.stderr))
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self, name: str, stream) -> None:
         for line in stream:
@@ -58,6 +68,18 @@ class Process:
             found = re.search(pattern, line)
             if found and (stream is None or stream == name):
                 return found
+
+    def finish(self, *, timeout: float = 120) -> int:
+        """Wait for the process to exit and for all its output; its exit status."""
+        status = self.popen.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=timeout)
+        return status
+
+    def stdout(self) -> str:
+        """Everything written to standard output (call :meth:`finish` first)."""
+        self.text()
+        return "\n".join(line for name, line in self.output if name == "out")
 
     def text(self) -> str:
         while not self.lines.empty():

@@ -56,7 +56,7 @@ def index(tmp_path_factory) -> tuple[Path, Path]:
         (notes / name).write_text(text)
     index = base / "idx"
     process = Process([*FAKE_CLI, "--index", str(index), "index", str(notes)])
-    assert process.popen.wait(timeout=120) == 0, process.text()
+    assert process.finish() == 0, process.text()
     return index, notes
 
 
@@ -113,7 +113,7 @@ def test_long_documents_come_in_pages(tmp_path):
     notes.mkdir()
     (notes / "long.txt").write_text("\n\n".join(f"Paragraph {i}. " + "words and more words " * 60 for i in range(40)))
     index = tmp_path / "idx"
-    assert Process([*FAKE_CLI, "--index", str(index), "index", str(notes)]).popen.wait(timeout=120) == 0
+    assert Process([*FAKE_CLI, "--index", str(index), "index", str(notes)]).finish() == 0
 
     async def calls(session):
         first = await session.call_tool("get_document", {"document": str(notes / "long.txt"), "max_chars": 5000})
@@ -129,7 +129,7 @@ def test_long_documents_come_in_pages(tmp_path):
 
 def test_a_missing_index_stops_the_server_with_one_line(tmp_path):
     process = Process([*FAKE_CLI, "--index", str(tmp_path / "none"), "mcp"])
-    assert process.popen.wait(timeout=120) == 1
+    assert process.finish() == 1
     assert process.wait_for(r"^Error: no semsearch index", stream="err")
 
 

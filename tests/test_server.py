@@ -43,7 +43,7 @@ def fake_index(tmp_path_factory) -> tuple[Path, Path]:
     notes = write_notes(base / "notes")
     index = base / "idx"
     process = Process([*FAKE_CLI, "--index", str(index), "index", str(notes)])
-    assert process.popen.wait(timeout=120) == 0, process.text()
+    assert process.finish() == 0, process.text()
     return index, notes
 
 
@@ -57,14 +57,8 @@ def fake_server(fake_index):
 
 def fake_cli_json(index: Path, *args: str):
     process = Process([*FAKE_CLI, "--index", str(index), *args])
-    assert process.popen.wait(timeout=120) == 0, process.text()
-    return json.loads("\n".join(line for name, line in _drain(process) if name == "out"))
-
-
-def _drain(process: Process):
-    time.sleep(0.1)
-    process.text()
-    return process.output
+    assert process.finish() == 0, process.text()
+    return json.loads(process.stdout())
 
 
 def test_search_returns_what_search_json_prints(fake_server, fake_index):
@@ -185,7 +179,7 @@ def test_it_keeps_answering_and_sees_new_documents_while_another_process_writes(
     and each write is visible to the next search without a restart."""
     notes = write_notes(tmp_path / "notes")
     index = tmp_path / "idx"
-    assert Process([*FAKE_CLI, "--index", str(index), "index", str(notes)]).popen.wait(timeout=120) == 0
+    assert Process([*FAKE_CLI, "--index", str(index), "index", str(notes)]).finish() == 0
     errors: list[str] = []
     searches = 0
     stop = threading.Event()
@@ -210,12 +204,12 @@ def test_it_keeps_answering_and_sees_new_documents_while_another_process_writes(
                 for round_ in range(3):
                     (notes / f"zebra{round_}.md").write_text(f"# Zebra {round_}\n\nzebra stripes round{round_}\n")
                     writer = Process([*FAKE_CLI, "--index", str(index), "index", str(notes)])
-                    assert writer.popen.wait(timeout=120) == 0, writer.text()
+                    assert writer.finish() == 0, writer.text()
                     hits = client.get("/search", params={"q": f"zebra stripes round{round_}", "mode": "keyword"}).json()
                     assert hits and hits[0]["path"].endswith(f"zebra{round_}.md")
                 (notes / "zebra0.md").unlink()
                 writer = Process([*FAKE_CLI, "--index", str(index), "index", str(notes)])
-                assert writer.popen.wait(timeout=120) == 0, writer.text()
+                assert writer.finish() == 0, writer.text()
                 hits = client.get("/search", params={"q": "round0", "mode": "keyword"}).json()
                 assert not any(hit["path"].endswith("zebra0.md") for hit in hits)
         finally:
@@ -291,7 +285,7 @@ def test_an_empty_index_answers_409_until_a_writer_fills_it(tmp_path, fake_embed
             empty = client.get("/search", params={"q": "tides"})
             assert empty.status_code == 409 and "holds no documents yet" in empty.json()["error"]
             writer = Process([*FAKE_CLI, "--index", str(index), "index", str(notes)])
-            assert writer.popen.wait(timeout=120) == 0, writer.text()
+            assert writer.finish() == 0, writer.text()
             hits = client.get("/search", params={"q": "moon tides", "limit": 1}).json()
             assert hits[0]["path"].endswith("tides.md")
             assert client.get("/status").json()["documents"] == len(NOTES)
