@@ -133,8 +133,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--only", choices=["scifact", "rust-book"], help="one of the two workloads")
-    parser.add_argument("--precision", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"],
-                        help="semsearch precisions to time (default: both)")
+    parser.add_argument("--precision", nargs="*", default=["fp32", "int8"], choices=["fp32", "int8"],
+                        help="semsearch precisions to time (default: both; none: only the others)")
     parser.add_argument("--baseline", type=Path, help="a checkout of the previous version")
     parser.add_argument("--chroma-python", help="python of a virtual environment with chromadb==1.5.9")
     parser.add_argument("--no-score", action="store_true", help="skip the nDCG check after each index")
@@ -147,7 +147,8 @@ def main() -> None:
     cache = work / "cache"
     env = dict(os.environ, HF_HUB_OFFLINE="1", SEMSEARCH_CACHE=str(cache), PYTHONSAFEPATH="1")
     try:
-        prepare_cache(env, work)
+        if args.precision or args.baseline:
+            prepare_cache(env, work)
         if args.tuning:
             tuning(args, env, work)
             return
