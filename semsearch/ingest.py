@@ -141,6 +141,7 @@ class Indexer:
         known = {doc.path: doc for doc in self._store.documents(source="file")}
         seen: set[str] = set()
         candidates: list[FileEntry] = []
+        reader = Reader(read_limits)
         try:
             for item in walk(roots, include=include, exclude=exclude, skip=self._skip):
                 if isinstance(item, Skipped):
@@ -167,6 +168,8 @@ class Indexer:
                 ):
                     tally.unchanged += 1
                     continue
+                if not candidates:
+                    reader.start()  # the worker's start-up overlaps the rest of the walk
                 candidates.append(item)
 
             # Not seen is not gone: this run's filters or an unreadable folder may have hidden it.
@@ -175,9 +178,9 @@ class Indexer:
                 for doc in known.values()
                 if doc.path not in seen and _under(doc.path, roots) and is_gone(doc.path)
             }
-            with Reader(read_limits) as reader:
-                pending = self._read_changed(candidates, known, missing, tally, reader)
-                self._write_waves(pending, tally, progress_total=len(candidates), progress=progress)
+            pending = self._read_changed(candidates, known, missing, tally, reader)
+            self._write_waves(pending, tally, progress_total=len(candidates), progress=progress)
+            reader.close()
             if prune and missing:
                 with self._store.writing() as writer:
                     for doc in missing.values():
@@ -185,6 +188,8 @@ class Indexer:
                 tally.removed += len(missing)
         except KeyboardInterrupt:
             tally.interrupted = True
+        finally:
+            reader.close()
         return tally.summary(started)
 
     def _read_changed(

@@ -151,9 +151,15 @@ class Reader:
     def __exit__(self, *_exc) -> None:
         self.close()
 
-    def _capacity(self) -> int:
+    def start(self) -> None:
+        """Start the worker now (it is started by :meth:`read` otherwise), so that its start-up,
+        half a second or more, overlaps the caller's own work."""
         if self._worker is None:
             self._worker = _Worker(self.limits.memory_mb)
+
+    def _capacity(self) -> int:
+        self.start()
+        assert self._worker is not None
         return self._worker.capacity
 
     def _send(self, requests: bytes) -> None:
@@ -359,7 +365,6 @@ def _serve(memory_mb: int, parent: int) -> None:
     replies = os.fdopen(os.dup(1), "wb")
     # A library that prints must not corrupt the replies: file descriptor 1 becomes stderr.
     os.dup2(2, 1)
-    _warm_up()
     cap = memory_mb * _MB
     try:
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -429,15 +434,6 @@ def _out_of_memory(error: BaseException, peak_before: int, cap: int) -> bool:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes
     return peak > peak_before and peak * 1024 > cap * 3 // 4
-
-
-def _warm_up() -> None:
-    """Import the parsers now, so that the first PDF's time limit is not spent importing pypdf."""
-    for module in ("pypdf", "docx", "bs4"):
-        try:
-            __import__(module)
-        except Exception:  # a broken install fails the file that needs it, with its own reason
-            pass
 
 
 def _die_with_parent(parent: int) -> None:

@@ -106,7 +106,7 @@ def test_after_a_file_overruns_the_rest_of_its_batch_is_parsed_by_a_new_worker()
 
 def test_a_worker_that_dies_is_reported_for_its_file_and_replaced():
     with Reader(ReadLimits(seconds=60)) as reader:
-        reader._capacity()  # starts the worker
+        reader.start()
         pid = reader._worker.process.pid
         killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep(2); os.kill({pid}, 9)"])
         (_, outcome), (_, parsed) = reader.read([
@@ -146,7 +146,7 @@ def test_the_worker_does_not_outlive_the_indexing_process(tmp_path):
         "from pathlib import Path\n"
         "from semsearch.reader import Reader, ReadJob\n"
         "reader = Reader()\n"
-        "reader._capacity()  # starts the worker\n"
+        "reader.start()\n"
         "print(reader._worker.process.pid, flush=True)\n"
         "next(reader.read([ReadJob(0, sys.argv[1], Path(sys.argv[1]).read_bytes())]))\n"
     )
@@ -166,7 +166,7 @@ def test_the_worker_does_not_outlive_the_indexing_process(tmp_path):
 def test_closing_the_reader_stops_its_worker():
     reader = Reader()
     results = reader.read([ReadJob(0, "/d/busy.pdf", busy_pdf())])
-    reader._capacity()  # starts the worker
+    reader.start()
     process = reader._worker.process
     assert process.poll() is None
     reader.close()
