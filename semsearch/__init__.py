@@ -12,18 +12,20 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from semsearch.errors import SemsearchError
-from semsearch.types import Hit, IndexStatus, IndexSummary, Mode, Skipped
+from semsearch.types import Hit, IndexProgress, IndexStatus, IndexSummary, Mode, Skipped
 
 __all__ = [
     "__version__",
     "open",
     "Engine",
     "Hit",
+    "IndexProgress",
     "IndexStatus",
     "IndexSummary",
     "Mode",
     "Skipped",
     "SemsearchError",
+    "ReadLimits",
 ]
 
 
@@ -44,4 +46,8 @@ def __getattr__(name: str):
         from semsearch.engine import Engine
 
         return Engine
+    if name == "ReadLimits":
+        from semsearch.reader import ReadLimits
+
+        return ReadLimits
     raise AttributeError(name)

@@ -20,14 +20,17 @@ from semsearch import __version__
 from semsearch.cli_base import Settings, index_option, pass_settings, reports_errors
 from semsearch.cli_eval import eval_command
 from semsearch.location import ENV_VAR
+from semsearch.reader import DEFAULT_MEMORY_MB as DEFAULT_READ_MEMORY_MB
+from semsearch.reader import DEFAULT_SECONDS as DEFAULT_READ_SECONDS
+from semsearch.reader import ReadLimits
 from semsearch.types import MODES
 
 
-def _open(settings: Settings, index_dir: str | None, *, create: bool, model: str | None = None):
+def _open(settings: Settings, index_dir: str | None, *, create: bool, model: str | None = None, **options):
     import semsearch
 
     try:
-        return semsearch.open(index_dir or settings.index, model=model, create=create)
+        return semsearch.open(index_dir or settings.index, model=model, create=create, **options)
     except OSError as error:  # the folder itself: under a file, in a read-only place
         raise click.ClickException(
             f"cannot create the index folder {error.filename} ({error.strerror or error}); "
@@ -61,23 +64,40 @@ def cli(context: click.Context, index_dir: str | None) -> None:
               help="Remove indexed files that are gone from the given folders.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("-v", "--verbose", is_flag=True, help="List every skipped file with its reason.")
+@click.option("--max-read-seconds", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_READ_SECONDS,
+              show_default=True, metavar="SECONDS", help="Skip a file that takes longer than this to read.")
+@click.option("--max-read-memory", type=click.IntRange(min=100), default=DEFAULT_READ_MEMORY_MB,
+              show_default=True, metavar="MB", help="Skip a file that needs more memory than this to read.")
+@click.option("--precision", type=click.Choice(["int8", "fp32"]),
+              help="Vectors of a new index: fp32 (the model's own; the default) or int8 (a quantised copy "
+              "of the model, faster on a CPU, slightly less accurate). An index keeps its own.")
+@click.option("--device", metavar="DEVICE", help="Where the model runs: cpu, cuda, cuda:N, mps. "
+              "Default: a CUDA GPU if torch can use one, else the CPU.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show progress on stderr (files/s, chunks/s, time left). Default: only on a terminal.")
 @pass_settings
 @reports_errors
 def index_command(settings: Settings, paths: tuple[str, ...], index_dir: str | None, model: str | None,
                   include: tuple[str, ...], exclude: tuple[str, ...], prune: bool, as_json: bool,
-                  verbose: bool) -> None:
+                  verbose: bool, max_read_seconds: float, max_read_memory: int, precision: str | None,
+                  device: str | None, progress: bool | None) -> None:
     """Index files and folders (only what changed since the last run).
 
     Reads text, Markdown, reST, HTML, PDF, DOCX and source files; honours .gitignore and skips
-    hidden folders. Binary and unreadable files are skipped and counted.
+    hidden folders. Binary and unreadable files are skipped and counted, and so is a file that
+    takes too long or too much memory to read (see --max-read-seconds, --max-read-memory).
     """
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise click.ClickException(f"no such file or folder: {missing[0]}")
-    with _open(settings, index_dir, create=True, model=model) as engine:
-        progress, finish = _progress_bar(enabled=not as_json and sys.stderr.isatty())
+    with _open(settings, index_dir, create=True, model=model, precision=precision, device=device) as engine:
+        terminal = sys.stderr.isatty()
+        show, finish = _progress_bar(enabled=progress if progress is not None else terminal and not as_json,
+                                     terminal=terminal)
         try:
-            summary = engine.index(*paths, include=include, exclude=exclude, prune=prune, progress=progress)
+            limits = ReadLimits(seconds=max_read_seconds, memory_mb=max_read_memory)
+            summary = engine.index(*paths, include=include, exclude=exclude, prune=prune, progress=show,
+                                   read_limits=limits)
         finally:
             finish()
         if as_json:
@@ -89,24 +109,35 @@ def index_command(settings: Settings, paths: tuple[str, ...], index_dir: str | N
         sys.exit(130)
 
 
-def _progress_bar(*, enabled: bool):
-    """A progress callback for Engine.index and a function to close the bar (terminal only)."""
+def _progress_bar(*, enabled: bool, terminal: bool):
+    """A progress callback for Engine.index and a function to end its output. On a terminal one
+    line is redrawn a few times a second; elsewhere (a log file) a line is added every 10 s."""
     if not enabled:
         return None, lambda: None
-    state: dict[str, Any] = {"bar": None, "done": 0}
+    from semsearch.display import progress_line
 
-    def update(done: int, total: int) -> None:
-        if total <= 0:
+    state: dict[str, Any] = {"shown": None, "width": 0, "line": ""}
+
+    def update(progress) -> None:
+        now = time.monotonic()
+        finished = progress.files_total and progress.files_done >= progress.files_total
+        if state["shown"] is not None and now - state["shown"] < (0.25 if terminal else 10.0) and not finished:
             return
-        if state["bar"] is None:
-            state["bar"] = click.progressbar(length=total, label="Indexing", file=sys.stderr, show_pos=True)
-            state["bar"].__enter__()
-        state["bar"].update(done - state["done"])
-        state["done"] = done
+        line = progress_line(progress)
+        if line == state["line"]:
+            return
+        state["shown"], state["line"] = now, line
+        if terminal:
+            sys.stderr.write("\r" + line.ljust(state["width"]))
+            state["width"] = len(line)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
     def finish() -> None:
-        if state["bar"] is not None:
-            state["bar"].__exit__(None, None, None)
+        if terminal and state["width"]:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
     return update, finish
 
@@ -131,6 +162,8 @@ def _print_summary(summary, directory: Path, verbose: bool) -> None:
                 click.echo(f"  {item.path}: {item.reason}")
         elif len(summary.skipped) > 0:
             click.echo("  (use -v to list them)")
+    for note in summary.notes:
+        click.echo(f"Note: {note}")
     click.echo(f"Index: {directory} ({summary.elapsed_seconds:.1f} s)")
 
 
@@ -251,7 +284,8 @@ def status_command(settings: Settings, index_dir: str | None, as_json: bool) -> 
         ("Index", status.location),
         ("Documents", str(status.documents)),
         ("Chunks", str(status.chunks)),
-        ("Model", f"{status.model} ({status.dimension} dimensions)" if status.dimension else status.model),
+        ("Model", f"{status.model} ({status.dimension} dimensions, {status.precision} vectors)"
+                  if status.dimension else status.model),
         ("Chunking", f"up to {status.chunk_tokens} tokens, {status.overlap_tokens} overlap"),
         ("Vectors", f"{status.vector_search} search, {status.segments} segment{'s' if status.segments != 1 else ''} "
                     f"(vector index: {status.vector_index})"),

@@ -36,6 +36,8 @@ def _explicit_group_index() -> str | None:
     type=click.Choice([*MODES, "all"]),
     help="Mode to score (repeatable); default: all three.",
 )
+@click.option("--precision", type=click.Choice(["int8", "fp32"]),
+              help="Vectors of a new index: int8 (the default on a CPU) or fp32 (the model's own).")
 @click.option("--rerank", is_flag=True, help="Rerank with a cross-encoder (needs --rerank-model).")
 @click.option("--rerank-model", metavar="PATH", help="A local cross-encoder model folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print overall and per-query metrics as JSON.")
@@ -46,6 +48,7 @@ def eval_command(
     dataset_dir: str,
     index_dir: str | None,
     modes: tuple[str, ...],
+    precision: str | None,
     rerank: bool,
     rerank_model: str | None,
     as_json: bool,
@@ -84,7 +87,7 @@ def eval_command(
                 err=True,
             )
 
-    with semsearch.open(location) as engine:
+    with semsearch.open(location, precision=precision) as engine:
         if not as_json and engine.status().documents < indexable_count(dataset):
             click.echo(f"Indexing {dataset.name} into {engine.directory} (first run only)...", err=True)
         evaluation = evaluate(dataset, modes=chosen, engine=engine, on_indexed=indexed, reranker=reranker)

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from semsearch.retrieval import keyword_terms
+from semsearch.types import IndexProgress
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -84,3 +85,31 @@ def location(path: str, start_line: int, page: int | None) -> str:
 
 def count_phrase(counts: Sequence[tuple[str, int]]) -> str:
     return ", ".join(f"{count} {label}" for label, count in counts)
+
+
+def progress_line(progress: IndexProgress, *, bar_width: int = 24) -> str:
+    """One line for an indexing run: a bar, files done, files and chunks per second, time left."""
+    parts = ["Indexing"]
+    if progress.files_total > 0:
+        filled = round(bar_width * min(1.0, progress.files_done / progress.files_total))
+        parts.append("[" + "#" * filled + "-" * (bar_width - filled) + "]")
+        parts.append(f"{progress.files_done}/{progress.files_total} files")
+    else:
+        parts.append(f"{progress.files_done} files")
+    if progress.seconds >= 1:
+        parts.append(f"{progress.files_per_second:.1f} files/s")
+        parts.append(f"{progress.chunks_per_second:.0f} chunks/s")
+        eta = progress.eta_seconds
+        if eta is not None and progress.files_done < progress.files_total:
+            parts.append(f"ETA {duration(eta)}")
+    return "  ".join(parts)
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

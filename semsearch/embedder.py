@@ -53,11 +53,17 @@ def _quiet_libraries() -> None:
 
 
 class SentenceTransformerEmbedder:
-    """Any sentence-transformers model, by name or local path; the default is bundled."""
+    """Any sentence-transformers model, by name or local path; the default is bundled.
 
-    def __init__(self, name: str | None = None, *, batch_size: int = BATCH_SIZE) -> None:
+    ``device`` is torch's: ``cpu`` (the default), ``cuda``, ``cuda:1``, ``mps``...
+    """
+
+    precision = "fp32"  # the model's own vectors
+
+    def __init__(self, name: str | None = None, *, batch_size: int = BATCH_SIZE, device: str = "cpu") -> None:
         self.name = canonical_model_name(name)
         self.batch_size = batch_size
+        self.device = device
         _quiet_libraries()
         location = self.name
         if self.name == DEFAULT_MODEL:
@@ -74,11 +80,14 @@ class SentenceTransformerEmbedder:
 
             transformers_logging.set_verbosity_error()
             transformers_logging.disable_progress_bar()
-            self._model = SentenceTransformer(location, device="cpu")
+            _check_device(device)
+            self._model = SentenceTransformer(location, device=device)
         except ImportError as error:
             raise ModelLoadError(
                 f"sentence-transformers is not installed ({error}); run: pip install sentence-transformers"
             ) from None
+        except ModelLoadError:
+            raise
         except Exception as error:  # hub lookups, missing files, bad configs: all mean "cannot load"
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelLoadError(
@@ -116,6 +125,20 @@ class SentenceTransformerEmbedder:
             if progress is not None:
                 progress(len(batch))
         return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+
+def _check_device(device: str) -> None:
+    """A clear error for a device torch cannot use (sentence-transformers' own is a long traceback)."""
+    import torch
+
+    kind = device.split(":", 1)[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"device {device} asked for, but this torch ({torch.__version__}) cannot use a CUDA GPU; "
+            "use --device cpu, or install a CUDA build of torch"
+        )
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelLoadError(f"device {device} asked for, but this torch cannot use Apple's MPS; use --device cpu")
 
 
 # -- reranking models ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ nothing: an open engine picks up what writers commit, without being reopened.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,6 +19,13 @@ from typing import Any
 import numpy as np
 
 from semsearch import loaders, similarity
+from semsearch.backends import (
+    PRECISIONS,
+    PrecisionMismatchError,
+    choose_device,
+    default_precision,
+    load_embedder,
+)
 from semsearch.chunking import chunk_document
 from semsearch.embedder import (
     Embedder,
@@ -36,8 +44,9 @@ from semsearch.errors import (
 from semsearch.ingest import Indexer, PendingDocument, ProgressCallback
 from semsearch.location import default_index_dir
 from semsearch.locking import WriteLock
-from semsearch.onnx_embedder import OnnxQueryEmbedder
+from semsearch.onnx_embedder import OnnxEmbedder
 from semsearch.onnx_export import export_query_model, query_model_dir
+from semsearch.reader import ReadLimits
 from semsearch.retrieval import FusionSettings, Ranked, Reranker, Retriever, rerank
 from semsearch.store import DATABASE_NAME, Store
 from semsearch.types import (
@@ -72,7 +81,11 @@ class Engine:
         chunk_tokens: int | None = None,
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
         fusion: FusionSettings | None = None,
+        precision: str | None = None,
+        device: str | None = None,
     ) -> None:
+        if precision is not None and precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         self.directory = directory
         self._store = store
         self._lock = WriteLock(directory)
@@ -85,6 +98,10 @@ class Engine:
         self.dimension = 0  # known once the model is loaded, on the first write
         self.chunk_tokens = chunk_tokens or 0
         self.overlap_tokens = overlap_tokens
+        self._requested_precision = precision
+        self.precision = precision  # None until known: the index's, or what the first write picks
+        self._requested_device = device
+        self._notes: list[str] = []  # fallbacks taken while loading the model, for the summary
         self._adopt_settings()
 
     def _adopt_settings(self) -> None:
@@ -101,10 +118,19 @@ class Engine:
                 f"the index at {self.directory} was built with model {recorded['model']!r}, not "
                 f"{self._requested!r}; use another --index for a different model, or leave --model out"
             )
+        # Indexes from before precisions existed hold the model's own vectors (migration 0005 says so).
+        precision = recorded.get("precision", "fp32")
+        if self._requested_precision is not None and self._requested_precision != precision:
+            raise PrecisionMismatchError(
+                f"the index at {self.directory} holds {precision} vectors, not {self._requested_precision}; "
+                "vectors of two precisions never share an index, so leave --precision out, or build "
+                f"{self._requested_precision} vectors into another --index"
+            )
         self.model = recorded["model"]
         self.dimension = int(recorded["dimension"])
         self.chunk_tokens = int(recorded["chunk_tokens"])
         self.overlap_tokens = int(recorded["overlap_tokens"])
+        self.precision = precision
 
     # -- opening and closing ------------------------------------------------------------------
 
@@ -119,13 +145,18 @@ class Engine:
         chunk_tokens: int | None = None,
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
         fusion: FusionSettings | None = None,
+        precision: str | None = None,
+        device: str | None = None,
     ) -> Engine:
         """Open the index in ``path`` (default: see :mod:`semsearch.location`).
 
         ``create=False`` refuses to make a new index (what searching commands want).
         ``embedder`` replaces the sentence-transformers model (tests use a fake one).
         ``chunk_tokens``/``overlap_tokens`` apply to a new index only; the default chunk size is
-        the model's own limit.
+        the model's own limit. ``precision`` (``int8`` or ``fp32``) too: the default is int8 on a
+        CPU and fp32 on a GPU (see :mod:`semsearch.backends`); an existing index keeps its own
+        and refuses another. ``device`` (``cpu``, ``cuda``, ...) is where the model runs when it
+        embeds; the default is a CUDA GPU if torch can use one, else the CPU.
         """
         directory = Path(path).expanduser() if path is not None else default_index_dir()
         database = directory / DATABASE_NAME
@@ -147,6 +178,8 @@ class Engine:
                 chunk_tokens=chunk_tokens,
                 overlap_tokens=overlap_tokens,
                 fusion=fusion,
+                precision=precision,
+                device=device,
             )
         except Exception:
             store.close()
@@ -166,10 +199,29 @@ class Engine:
 
     @property
     def embedder(self) -> Embedder:
-        """The index's model, loaded on first use (this is the slow import)."""
+        """The index's model at the index's precision, loaded on first use (see :mod:`semsearch.backends`)."""
         if self._embedder is None:
-            self._embedder = SentenceTransformerEmbedder(self.model)
+            device = choose_device(self._requested_device)
+            precision = self.precision or default_precision(device)
+            try:
+                self._embedder = self._load_embedder(precision, device)
+            except SemsearchError:
+                if self._requested_device is not None or device == "cpu":
+                    raise
+                # A GPU that torch turns out not to reach (a driver mismatch, say): the CPU still works.
+                self._notes.append(f"the {device} GPU could not be used; embedded on the CPU")
+                precision = self.precision or default_precision("cpu")
+                self._embedder = self._load_embedder(precision, "cpu")
         return self._embedder
+
+    def _load_embedder(self, precision: str, device: str) -> Embedder:
+        def torch_model(on: str) -> Embedder:
+            # Called as SentenceTransformerEmbedder(name) on the CPU: tests replace it with fakes.
+            if on == "cpu":
+                return SentenceTransformerEmbedder(self.model)
+            return SentenceTransformerEmbedder(self.model, device=on)
+
+        return load_embedder(self.model, precision=precision, device=device, load_torch=torch_model)
 
     def _record_settings(self) -> None:
         """Fix the model and chunking of a new index, the first time anything is written."""
@@ -179,6 +231,7 @@ class Engine:
         embedder = self.embedder
         self.dimension = embedder.dimension
         self.chunk_tokens = min(self.chunk_tokens or embedder.max_tokens, embedder.max_tokens)
+        self.precision = getattr(embedder, "precision", None) or "fp32"
         with self._store.writing() as writer:
             writer.set_settings(
                 {
@@ -186,6 +239,7 @@ class Engine:
                     "dimension": self.dimension,
                     "chunk_tokens": self.chunk_tokens,
                     "overlap_tokens": self.overlap_tokens,
+                    "precision": self.precision,
                 }
             )
 
@@ -246,19 +300,23 @@ class Engine:
         exclude: Sequence[str] = (),
         prune: bool = True,
         progress: ProgressCallback | None = None,
+        read_limits: ReadLimits | None = None,
     ) -> IndexSummary:
         """Bring the index up to date with these files and folders; returns what was done.
 
         Unchanged files cost a ``stat``; changed ones are re-chunked and only new chunk text is
         embedded; files gone from under these folders are removed unless ``prune=False``.
+        Files are parsed in a worker process; one that takes longer or needs more memory than
+        ``read_limits`` allow (default: 120 s, 2048 MB) is skipped with that reason.
         Ctrl-C stops at a consistent point and the summary says ``interrupted``.
         """
         with self._writing():
             summary = self._indexer().index_paths(
-                [Path(p) for p in paths], include=include, exclude=exclude, prune=prune, progress=progress
+                [Path(p) for p in paths], include=include, exclude=exclude, prune=prune, progress=progress,
+                read_limits=read_limits,
             )
         self._export_query_model()
-        return summary
+        return self._with_notes(summary)
 
     def add_texts(
         self,
@@ -318,7 +376,11 @@ class Engine:
         with self._writing():
             summary = self._indexer().index_texts(documents())
         self._export_query_model()
-        return summary
+        return self._with_notes(summary)
+
+    def _with_notes(self, summary: IndexSummary) -> IndexSummary:
+        notes, self._notes[:] = tuple(self._notes), []
+        return dataclasses.replace(summary, notes=summary.notes + notes) if notes else summary
 
     def remove(self, *paths: str | Path) -> int:
         """Forget documents: files at or under these paths, or texts with these ids. Returns how many."""
@@ -421,13 +483,15 @@ class Engine:
         return self._query_model().embed([query])
 
     def _query_model(self) -> Embedder:
-        """The ONNX export of the index's model when there is one (same vectors, no torch import);
-        else the model itself. A loaded or injected embedder always wins."""
+        """The ONNX export of the index's model at the index's precision when there is one (no
+        torch import); else the index's embedder (see :attr:`embedder`). A loaded or injected
+        embedder always wins."""
         if self._embedder is None and self._query_embedder is None:
             directory = query_model_dir(self.model)
-            if OnnxQueryEmbedder.available(directory):
+            precision = self.precision or "fp32"
+            if OnnxEmbedder.available(directory, precision):
                 try:
-                    onnx = OnnxQueryEmbedder(directory)
+                    onnx = OnnxEmbedder(directory, precision=precision, batch_size=1)
                 except SemsearchError:
                     onnx = None
                 if onnx is not None and onnx.dimension == self.dimension:
@@ -446,7 +510,7 @@ class Engine:
         if model is None:
             return
         target = query_model_dir(self.model)
-        if OnnxQueryEmbedder.available(target):
+        if OnnxEmbedder.available(target):
             return
         try:
             export_query_model(model, target, name=self.model)
@@ -626,6 +690,7 @@ class Engine:
             vector_index=settings.get("vector_index", "auto"),
             vector_search="approximate" if any(s.kind == "ivf" for s in segments) else "exact",
             segments=len(segments),
+            precision=settings.get("precision", "fp32"),
         )
 
 

@@ -51,5 +51,9 @@ class LoaderError(SemsearchError):
     """A file could not be read as a document; the message is the reason it was skipped."""
 
 
+class ReaderError(SemsearchError):
+    """The worker process that parses files could not be started, or keeps dying between files."""
+
+
 class DatasetError(SemsearchError):
     """An evaluation dataset is missing files or is malformed."""

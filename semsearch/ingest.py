@@ -3,16 +3,23 @@
 Work is done in *waves*: pending chunks from many documents are pooled, vectors already stored for
 an identical string are reused, the rest are sorted by token count and embedded in fixed-size
 batches (measured here: 86 texts/s sorted and pooled, 33 per document in corpus order), and each
-wave's documents are written in one transaction. Interrupting therefore loses at most the wave in
+wave's documents are written in one transaction. Interrupting therefore loses at most the waves in
 flight; the next run picks up from there because finished files are already unchanged.
+
+The model works on its own thread (it releases the GIL while it runs), so while it embeds one
+wave this thread writes the wave before it and reads and chunks the wave after it. Everything that
+touches SQLite stays on this thread.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +29,9 @@ import numpy as np
 from semsearch import loaders
 from semsearch.chunking import chunk_document
 from semsearch.embedder import Embedder
-from semsearch.errors import LoaderError
+from semsearch.reader import Reader, ReadJob, ReadLimits
 from semsearch.store import NewChunk, NewDocument, Store, StoredDocument, embed_hash
-from semsearch.types import IndexSummary, ParsedDocument, Skipped
+from semsearch.types import IndexProgress, IndexSummary, ParsedDocument, Skipped
 from semsearch.walker import FileEntry, is_gone, path_text, walk
 
 # Bump when parsing, chunking or what is embedded changes: documents written by an older version
@@ -32,11 +39,17 @@ from semsearch.walker import FileEntry, is_gone, path_text, walk
 # 2: text added without a title is embedded without a made-up one.
 INGEST_VERSION = 2
 WAVE_CHUNKS = 256  # chunks pooled before embedding: enough to sort well; a Ctrl-C loses at most one wave
-EMBED_BATCH = 16  # texts per model call: 16 measured 5-20% faster than 32 on long chunks here (FACTS.md: 16-32)
+# Texts handed to the embedder at a time: it cuts them into its own batches (16 for fp32, measured
+# 5-20% faster than 32 on long chunks here; 1 for int8) and runs one batch per core at once, so this
+# is two fp32 batches. Between calls a Ctrl-C is noticed and progress reported.
+EMBED_CALL = 32
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_CONTEXT_CHARS = 200
+PROGRESS_SECONDS = 0.25  # how often a waiting run reports progress
+OVERLAP = True  # embed on a thread of its own while this one writes and chunks (False: one thing at a time)
+_SAME_NAME_AS_TEXT = "another file's name reads the same once bytes that are not UTF-8 are escaped"
 
-ProgressCallback = Callable[[int, int], None]  # (files done, files to process)
+ProgressCallback = Callable[[IndexProgress], None]
 
 
 @dataclass
@@ -120,6 +133,7 @@ class Indexer:
         exclude: Sequence[str] = (),
         prune: bool = True,
         progress: ProgressCallback | None = None,
+        read_limits: ReadLimits | None = None,
     ) -> IndexSummary:
         started = time.perf_counter()
         tally = _Tally()
@@ -127,12 +141,17 @@ class Indexer:
         known = {doc.path: doc for doc in self._store.documents(source="file")}
         seen: set[str] = set()
         candidates: list[FileEntry] = []
+        reader = Reader(read_limits)
         try:
             for item in walk(roots, include=include, exclude=exclude, skip=self._skip):
                 if isinstance(item, Skipped):
                     tally.skipped.append(item)
                     continue
                 path = item.path_text
+                if path in seen:
+                    # "a\xffb.txt" spelled out, and "a", byte 0xff, "b.txt": one text, two files.
+                    tally.skipped.append(Skipped(path, _SAME_NAME_AS_TEXT))
+                    continue
                 seen.add(path)
                 if not loaders.is_supported(item.path):
                     tally.skipped.append(Skipped(path, loaders.unsupported_reason(item.path)))
@@ -149,6 +168,8 @@ class Indexer:
                 ):
                     tally.unchanged += 1
                     continue
+                if not candidates:
+                    reader.start()  # the worker's start-up overlaps the rest of the walk
                 candidates.append(item)
 
             # Not seen is not gone: this run's filters or an unreadable folder may have hidden it.
@@ -157,8 +178,9 @@ class Indexer:
                 for doc in known.values()
                 if doc.path not in seen and _under(doc.path, roots) and is_gone(doc.path)
             }
-            pending = self._read_changed(candidates, known, missing, tally)
+            pending = self._read_changed(candidates, known, missing, tally, reader)
             self._write_waves(pending, tally, progress_total=len(candidates), progress=progress)
+            reader.close()
             if prune and missing:
                 with self._store.writing() as writer:
                     for doc in missing.values():
@@ -166,6 +188,8 @@ class Indexer:
                 tally.removed += len(missing)
         except KeyboardInterrupt:
             tally.interrupted = True
+        finally:
+            reader.close()
         return tally.summary(started)
 
     def _read_changed(
@@ -174,42 +198,56 @@ class Indexer:
         known: dict[str, StoredDocument],
         missing: dict[str, StoredDocument],
         tally: _Tally,
+        reader: Reader,
     ) -> Iterator[PendingDocument]:
-        """Read each candidate once: touch the unchanged, re-point the moved, parse the rest."""
+        """Read each candidate once: touch the unchanged, re-point the moved, parse the rest.
+
+        Parsing happens in the reader's worker process, within its limits, one file ahead of
+        the caller.
+        """
         missing_by_hash: dict[str, StoredDocument] = {}
         for doc in missing.values():
             if doc.ingest_version == INGEST_VERSION:  # an older one is re-processed, not re-pointed
                 missing_by_hash.setdefault(doc.content_hash, doc)
-        for entry in candidates:
-            path = entry.path_text
-            try:
-                data = entry.path.read_bytes()
-            except OSError as error:
-                tally.skipped.append(Skipped(path, f"unreadable file ({error.strerror or error})"))
-                continue
-            digest = hashlib.sha256(data).hexdigest()
-            stored = known.get(path)
-            if stored is not None and stored.content_hash == digest and stored.ingest_version == INGEST_VERSION:
-                with self._store.writing() as writer:
-                    writer.touch_document(stored.id, size=entry.size, mtime_ns=entry.mtime_ns)
-                tally.unchanged += 1
-                continue
-            origin = missing_by_hash.pop(digest, None)
-            if origin is not None:
-                with self._store.writing() as writer:
-                    if stored is not None:
-                        writer.delete_document(stored.id)
-                    writer.move_document(origin.id, path=path, size=entry.size, mtime_ns=entry.mtime_ns)
-                del missing[origin.path]
-                tally.moved += 1
-                continue
-            try:
-                parsed = loaders.load(Path(path), data)  # the title may come from the name: text, not bytes
-            except LoaderError as error:
-                tally.skipped.append(Skipped(path, str(error)))
+
+        def to_parse() -> Iterator[ReadJob[tuple[FileEntry, str, StoredDocument | None]]]:
+            for entry in candidates:
+                path = entry.path_text
+                try:
+                    data = entry.path.read_bytes()
+                except OSError as error:
+                    tally.skipped.append(Skipped(path, f"unreadable file ({error.strerror or error})"))
+                    continue
+                digest = hashlib.sha256(data).hexdigest()
+                stored = known.get(path)
+                if (
+                    stored is not None
+                    and stored.content_hash == digest
+                    and stored.ingest_version == INGEST_VERSION
+                ):
+                    with self._store.writing() as writer:
+                        writer.touch_document(stored.id, size=entry.size, mtime_ns=entry.mtime_ns)
+                    tally.unchanged += 1
+                    continue
+                origin = missing_by_hash.pop(digest, None)
+                if origin is not None:
+                    with self._store.writing() as writer:
+                        if stored is not None:
+                            writer.delete_document(stored.id)
+                        writer.move_document(origin.id, path=path, size=entry.size, mtime_ns=entry.mtime_ns)
+                    del missing[origin.path]
+                    tally.moved += 1
+                    continue
+                # The title may come from the name, so the loader gets the path as text, not bytes.
+                yield ReadJob((entry, digest, stored), path, data)
+
+        for job, parsed in reader.read(to_parse()):
+            entry, digest, stored = job.key
+            if isinstance(parsed, str):
+                tally.skipped.append(Skipped(job.path, parsed))
                 continue
             yield PendingDocument(
-                path=path,
+                path=job.path,
                 source="file",
                 content_hash=digest,
                 size=entry.size,
@@ -270,20 +308,43 @@ class Indexer:
         progress_total: int = 0,
         progress: ProgressCallback | None = None,
     ) -> None:
+        """Chunk, embed and write ``documents`` in waves, the model one wave ahead of the writes."""
+        tracker = _Progress(progress, progress_total, tally)
+        stop = threading.Event()  # tells the model's thread that nobody waits for it any more
+        model = ThreadPoolExecutor(1, thread_name_prefix="semsearch-embed") if OVERLAP else None
+        in_flight: _Wave | None = None
+        try:
+            for number, documents_of_wave in enumerate(self._waves(documents)):
+                wave = self._plan(number, documents_of_wave, in_flight)
+                if wave.todo:
+                    if model is not None:
+                        wave.embedding = model.submit(self._embed, wave, stop, tracker)
+                    else:
+                        wave.embedding = _done(self._embed(wave, stop, tracker))
+                if in_flight is not None:
+                    self._flush(in_flight, tally, tracker)
+                in_flight = wave
+            if in_flight is not None:
+                self._flush(in_flight, tally, tracker)
+        finally:
+            stop.set()
+            if model is not None:
+                model.shutdown(wait=True, cancel_futures=True)
+        tracker.report(final=True)
+
+    def _waves(self, documents: Iterable[PendingDocument]) -> Iterator[list[tuple[PendingDocument, list[_Prepared]]]]:
+        """Documents with their chunks, in groups of about :data:`WAVE_CHUNKS` chunks."""
         wave: list[tuple[PendingDocument, list[_Prepared]]] = []
         wave_chunks = 0
-        done = 0
         for document in documents:
             prepared = self._prepare(document)
             wave.append((document, prepared))
             wave_chunks += len(prepared)
             if wave_chunks >= WAVE_CHUNKS:
-                done += self._flush(wave, tally, _wave_progress(progress, done, len(wave), progress_total))
+                yield wave
                 wave, wave_chunks = [], 0
         if wave:
-            done += self._flush(wave, tally, _wave_progress(progress, done, len(wave), progress_total))
-        if progress:
-            progress(progress_total, progress_total)
+            yield wave
 
     def _prepare(self, document: PendingDocument) -> list[_Prepared]:
         embedder = self.embedder
@@ -301,35 +362,58 @@ class Indexer:
             prepared.append(_Prepared(draft=draft, context=context, text=embed_text, key=embed_hash(embed_text)))
         return prepared
 
-    def _flush(
-        self,
-        wave: list[tuple[PendingDocument, list[_Prepared]]],
-        tally: _Tally,
-        progress: Callable[[float], None] | None = None,
-    ) -> int:
-        """Embed what is new in this wave, then write its documents in one transaction.
-
-        ``progress`` is told the fraction of the wave's embedding done after every batch.
-        """
-        everything = [item for _, prepared in wave for item in prepared]
-        vectors: dict[str, np.ndarray] = {
-            key: np.frombuffer(blob, dtype="<f4").astype(np.float32)
-            for key, blob in self._store.vectors_by_embed_hash([item.key for item in everything]).items()
-        }
+    def _plan(
+        self, number: int, documents: list[tuple[PendingDocument, list[_Prepared]]], earlier: _Wave | None
+    ) -> _Wave:
+        """What a wave must embed: chunks whose exact text is neither stored already nor being
+        embedded by the wave before it, sorted by length so batches hold similar lengths."""
+        everything = [item for _, prepared in documents for item in prepared]
+        stored = self._store.vectors_by_embed_hash([item.key for item in everything])
+        vectors = {key: np.frombuffer(blob, dtype="<f4").astype(np.float32) for key, blob in stored.items()}
+        earlier_keys = earlier.todo_keys if earlier is not None else frozenset()
         todo: dict[str, _Prepared] = {}
+        borrowed: set[str] = set()
         for item in everything:
-            if item.key not in vectors:
-                todo.setdefault(item.key, item)
-        if todo:
-            pending = sorted(todo.values(), key=lambda item: item.draft.tokens)
-            for offset in range(0, len(pending), EMBED_BATCH):
-                batch = pending[offset : offset + EMBED_BATCH]
-                for item, vector in zip(batch, self.embedder.embed([item.text for item in batch])):
-                    vectors[item.key] = vector
-                if progress:
-                    progress((offset + len(batch)) / len(pending))
-            tally.chunks_embedded += len(pending)
-        tally.chunks_reused += len(everything) - len(todo)
+            if item.key in vectors or item.key in todo:
+                continue
+            if item.key in earlier_keys:
+                borrowed.add(item.key)
+            else:
+                todo[item.key] = item
+        return _Wave(
+            number=number,
+            documents=documents,
+            vectors=vectors,
+            todo=sorted(todo.values(), key=lambda item: item.draft.tokens),
+            borrowed=borrowed,
+            earlier=earlier if borrowed else None,
+        )
+
+    def _embed(self, wave: _Wave, stop: threading.Event, tracker: _Progress) -> np.ndarray:
+        """The wave's new vectors, in the order of ``wave.todo`` (runs on the model's thread)."""
+        tracker.embedding(wave)
+        parts = []
+        for offset in range(0, len(wave.todo), EMBED_CALL):
+            if stop.is_set():
+                raise _Abandoned
+            batch = wave.todo[offset : offset + EMBED_CALL]
+            parts.append(self.embedder.embed([item.text for item in batch]))
+            tracker.embedded(len(batch))
+        return np.concatenate(parts)
+
+    def _flush(self, wave: _Wave, tally: _Tally, tracker: _Progress) -> None:
+        """Wait for the wave's vectors, then write its documents in one transaction."""
+        if wave.embedding is not None:
+            fresh = _wait(wave.embedding, tracker)
+            wave.vectors.update(zip((item.key for item in wave.todo), fresh))
+            tally.chunks_embedded += len(wave.todo)
+        if wave.earlier is not None:
+            for key in wave.borrowed:
+                wave.vectors[key] = wave.earlier.vectors[key]
+            wave.earlier = None  # written already; let its vectors go
+        everything = sum(len(prepared) for _, prepared in wave.documents)
+        tally.chunks_reused += everything - len(wave.todo)
+        vectors = wave.vectors
         batch = [
             NewDocument(
                 path=document.path,
@@ -345,17 +429,17 @@ class Indexer:
                     NewChunk(draft=p.draft, context=p.context, embed_hash=p.key, vector=vectors[p.key]) for p in prepared
                 ),
             )
-            for document, prepared in wave
+            for document, prepared in wave.documents
         ]
         with self._store.writing() as writer:
             writer.write_documents(batch)
-        changed = sum(document.change == "changed" for document, _ in wave)
-        new = len(wave) - changed
+        changed = sum(document.change == "changed" for document, _ in wave.documents)
+        new = len(wave.documents) - changed
         # Counted once committed: an interrupt inside the transaction rolls all of it back.
         tally.new += new
         tally.changed += changed
-        tally.chunks_added += len(everything)
-        return len(wave)
+        tally.chunks_added += everything
+        tracker.written(wave)
 
 
 @dataclass(frozen=True)
@@ -366,13 +450,91 @@ class _Prepared:
     key: str
 
 
-def _wave_progress(
-    progress: ProgressCallback | None, done: int, wave_files: int, total: int
-) -> Callable[[float], None] | None:
-    """Spread a wave's files over its embedding, so the bar moves while the model works."""
-    if progress is None or total <= 0:
-        return None
-    return lambda fraction: progress(done + int(wave_files * fraction * 0.99), total)
+@dataclass
+class _Wave:
+    """Documents written in one transaction, and the vectors their chunks need."""
+
+    number: int
+    documents: list[tuple[PendingDocument, list[_Prepared]]]
+    vectors: dict[str, np.ndarray]  # by embed hash: stored ones at first, then the new ones
+    todo: list[_Prepared]  # to embed, shortest first
+    borrowed: set[str]  # keys the wave before this one embeds
+    earlier: _Wave | None = None  # that wave, while its vectors are needed here
+    embedding: Future | None = None
+
+    @property
+    def todo_keys(self) -> frozenset[str]:
+        return frozenset(item.key for item in self.todo)
+
+
+class _Abandoned(Exception):
+    """The run ended while the model's thread still had work; nobody wants the result."""
+
+
+def _done(value: np.ndarray) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+def _wait(future: Future, tracker: _Progress) -> np.ndarray:
+    """The future's result, reporting progress while waiting (an interrupt still ends the wait)."""
+    while True:
+        try:
+            return future.result(timeout=PROGRESS_SECONDS)
+        except FutureTimeout:
+            tracker.report()
+
+
+class _Progress:
+    """Counts what is done for the progress callback; the model's thread reports its batches."""
+
+    def __init__(self, callback: ProgressCallback | None, total: int, tally: _Tally) -> None:
+        self._callback = callback
+        self._total = total
+        self._tally = tally
+        self._settled_before = self._settled()  # files the walk settled before any was read
+        self._started: float | None = None
+        self._files_written = 0
+        self._last_written = -1  # number of the last wave written
+        self._chunks_embedded = 0
+        self._current: tuple[int, int, int] | None = None  # wave number, files, chunks to embed
+        self._current_done = 0
+
+    def embedding(self, wave: _Wave) -> None:
+        if self._started is None:
+            self._started = time.perf_counter()
+        self._current_done = 0
+        self._current = (wave.number, len(wave.documents), len(wave.todo))
+
+    def embedded(self, count: int) -> None:
+        self._chunks_embedded += count
+        self._current_done += count
+
+    def written(self, wave: _Wave) -> None:
+        if self._started is None:
+            self._started = time.perf_counter()
+        self._files_written += len(wave.documents)
+        self._last_written = wave.number
+        self.report()
+
+    def report(self, *, final: bool = False) -> None:
+        if self._callback is None:
+            return
+        # Files read and found unchanged, moved or unreadable are done too.
+        files = self._files_written + self._settled() - self._settled_before
+        current = self._current
+        if current is not None and current[0] > self._last_written and current[2]:
+            # The wave being embedded counts by the share of it embedded, short of done until written.
+            files += int(current[1] * min(1.0, self._current_done / current[2]) * 0.99)
+        if final:
+            files = max(files, self._total)
+        seconds = time.perf_counter() - self._started if self._started is not None else 0.0
+        self._callback(IndexProgress(min(files, self._total) if self._total else files, self._total,
+                                     self._chunks_embedded, seconds))
+
+    def _settled(self) -> int:
+        return self._tally.unchanged + self._tally.moved + len(self._tally.skipped)
 
 
 def _under(path: str, roots: Sequence[Path]) -> bool:

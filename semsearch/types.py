@@ -106,6 +106,7 @@ class IndexSummary:
     chunks_reused: int = 0
     elapsed_seconds: float = 0.0
     interrupted: bool = False
+    notes: tuple[str, ...] = ()  # what the run did differently from what was asked, and why
 
     def skipped_by_reason(self) -> dict[str, int]:
         """How many files were skipped for each reason."""
@@ -130,7 +131,38 @@ class IndexSummary:
             "chunks_reused": self.chunks_reused,
             "elapsed_seconds": round(self.elapsed_seconds, 3),
             "interrupted": self.interrupted,
+            "notes": list(self.notes),
         }
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    """Where an indexing run is; given to ``Engine.index(progress=...)`` a few times a second.
+
+    ``files_done`` counts files whose chunks are written, plus the embedded share of the wave the
+    model is working on, so it moves while the model works. ``seconds`` runs from the first wave
+    sent to the model (walking the folders and loading the model come before).
+    """
+
+    files_done: int
+    files_total: int
+    chunks_embedded: int
+    seconds: float
+
+    @property
+    def files_per_second(self) -> float:
+        return self.files_done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.chunks_embedded / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the average rate so far; ``None`` until a file is done."""
+        if self.files_done <= 0 or self.files_total <= 0:
+            return None
+        return max(0.0, self.files_total - self.files_done) / self.files_per_second
 
 
 @dataclass(frozen=True)
@@ -150,6 +182,7 @@ class IndexStatus:
     vector_index: str = "auto"  # the setting: auto, exact or ivf
     vector_search: str = "exact"  # what searches do now: exact, or approximate (IVF)
     segments: int = 0  # vector segment files
+    precision: str = "fp32"  # of the stored vectors: fp32 (the model's own) or int8 (quantised model)
 
 
 @dataclass(frozen=True)

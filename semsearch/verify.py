@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from semsearch.backends import PRECISIONS
 from semsearch.store import Store
 from semsearch.vector_index import Segment, VectorFileError
 from semsearch.vector_store import SETTINGS, VectorStore
@@ -65,6 +66,8 @@ def check(store: Store, vectors: VectorStore | None, dimension: int) -> VerifyRe
         problems.append(Problem("settings", f"settings missing: {', '.join(missing)}", derived=False))
     if settings.get("vector_index", "auto") not in SETTINGS:
         problems.append(Problem("settings", f"unknown vector_index setting {settings['vector_index']!r}", derived=True))
+    if settings.get("precision", "fp32") not in PRECISIONS:
+        problems.append(Problem("settings", f"unknown precision {settings['precision']!r}", derived=False))
     if not store.fts_consistent():
         problems.append(Problem("keyword index", "the FTS5 index does not match the chunks", derived=True))
     if not store.metadata_index_consistent():

@@ -178,6 +178,23 @@ def test_file_names_that_are_not_utf8_are_indexed_and_the_run_goes_on(tmp_path, 
         assert engine.status().documents == 2
 
 
+def test_a_name_that_spells_out_another_names_escape_is_skipped_not_a_crash(tmp_path, fake_embedder, write_file):
+    """Found by benchmarks/fuzz.py: both names become ".../a\\xffb.txt" as text, and the run
+    stopped with "write_documents needs distinct paths"."""
+    root = tmp_path / "names"
+    root.mkdir()
+    folder = os.fsencode(root.resolve())
+    write_file(folder + b"/a\xffb.txt", b"Written with the byte itself.\n")
+    write_file(folder + b"/a\\xffb.txt", b"Spelled out with a backslash.\n")
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        summary = engine.index(root)
+        assert summary.new == 1
+        assert [s.reason for s in summary.skipped] == [
+            "another file's name reads the same once bytes that are not UTF-8 are escaped"]
+        again = engine.index(root)
+        assert (again.new, again.changed, again.unchanged, len(again.skipped)) == (0, 0, 1, 1)
+
+
 def test_renamed_file_is_repointed_without_embedding(tmp_path, docs, fake_embedder):
     with open_engine(tmp_path / "idx", fake_embedder) as engine:
         engine.index(docs)
