@@ -423,14 +423,7 @@ class Engine:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        if not self.dimension:
-            self._adopt_settings()
-        if self.dimension:
-            self.vectors().refresh()  # once per search: every part of it sees the same revision
-        if not self.dimension or self.vectors().live <= 0:
-            raise EmptyIndexError(
-                f"the index at {self.directory} holds no documents yet; add some with: semsearch index FOLDER"
-            )
+        self._ready_to_search()  # refreshes once per search: every part of it sees the same revision
         where = SearchFilter(
             path=path, types=tuple(types), metadata=tuple(sorted((metadata or {}).items()))
         )
@@ -438,33 +431,11 @@ class Engine:
         retriever = Retriever(self._store, self.vectors(), embed_query, self._fusion)
         depth = max(limit, RERANK_DEPTH) if reranker is not None else limit
         ranked = self._rank(retriever, query.strip(), depth, mode, where, group_by_document)
-        rows = self._store.chunk_rows([chunk_id for chunk_id, _ in ranked])
         if reranker is not None:
+            rows = self._store.chunk_rows([chunk_id for chunk_id, _ in ranked])
             passages = {chunk_id: f"{row.title}\n{row.text}" for chunk_id, row in rows.items()}
             ranked = rerank(reranker, query.strip(), ranked, passages, depth=depth)
-        ranked = ranked[:limit]
-        hits = []
-        for chunk_id, score in ranked:
-            row = rows.get(chunk_id)
-            if row is None:  # deleted by a writer since we ranked
-                continue
-            hits.append(
-                Hit(
-                    rank=len(hits) + 1,
-                    score=score,
-                    chunk_id=chunk_id,
-                    document_id=row.document_id,
-                    path=row.path,
-                    title=row.title,
-                    text=row.text,
-                    start_line=row.start_line,
-                    end_line=row.end_line,
-                    page=row.page,
-                    format=row.format,
-                    metadata=row.metadata,
-                )
-            )
-        return hits
+        return self._hits(ranked[:limit])
 
     def _rank(
         self, retriever: Retriever, query: str, limit: int, mode: Mode, where: SearchFilter, group: bool
