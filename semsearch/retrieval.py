@@ -186,7 +186,6 @@ class Retriever:
         self._embed_query = embed_query
         self._query_vectors: dict[str, np.ndarray] = {}
         self._terms: dict[str, tuple[list[str], TermStatistics | None]] = {}
-        self._allowed: dict[SearchFilter, np.ndarray] = {}  # narrow filters' chunk ids, once listed
         self.settings = settings or FusionSettings()
 
     def rank(self, query: str, depth: int, mode: Mode, where: SearchFilter) -> Ranked:
@@ -207,6 +206,12 @@ class Retriever:
             self._terms[query] = ([term for term in terms if term not in common] or terms, stats)
         return self._terms[query]
 
+    def _narrow_filter_chunks(self, where: SearchFilter) -> np.ndarray | None:
+        """The chunk ids of a filter already found narrow at this revision (the store remembers
+        what it listed); ``None`` if unknown or broad. Reads nothing."""
+        listed = self._store.remembered_chunk_ids(where, limit=ALLOWED_LIST_MAX + 1, revision=self._vectors.revision)
+        return listed if listed is not None and len(listed) <= ALLOWED_LIST_MAX else None
+
     def _vector(self, query: str) -> np.ndarray:
         # Embedded once per query, however many times a grouped search deepens.
         if query not in self._query_vectors:
@@ -219,10 +224,8 @@ class Retriever:
         if where.empty:
             found = self._vectors.search(vector, depth)
             return list(zip(found.ids.tolist(), found.scores.tolist()))
-        listed = self._store.remembered_chunk_ids(where, limit=ALLOWED_LIST_MAX + 1, revision=self._vectors.revision)
-        if listed is not None and len(listed) <= ALLOWED_LIST_MAX:  # known to be narrow: no first try
-            if where.hashable:
-                self._allowed[where] = listed
+        listed = self._narrow_filter_chunks(where)
+        if listed is not None:  # known to be narrow: no first try
             found = self._vectors.search(vector, depth, allowed=listed)
             return list(zip(found.ids.tolist(), found.scores.tolist()))
         # Broad filters: search deeper, keep what passes. Exact search stays exact this way: if
@@ -236,8 +239,6 @@ class Retriever:
         # Narrow filters: list the allowed chunks and search only those.
         allowed = self._store.filtered_chunk_ids(where, limit=ALLOWED_LIST_MAX + 1, revision=self._vectors.revision)
         if len(allowed) <= ALLOWED_LIST_MAX:
-            if where.hashable:
-                self._allowed[where] = allowed
             found = self._vectors.search(vector, depth, allowed=allowed)
             return list(zip(found.ids.tolist(), found.scores.tolist()))
         # In between: deepen the post-filtered search until enough pass.
@@ -271,10 +272,11 @@ class Retriever:
         weights = self.settings.keyword_weights
         row_tokens = self._store.keyword_row_tokens
         within = only
-        if only is None and where.hashable and where in self._allowed:
-            # A narrow filter the semantic side listed: keep FTS5's matches among those chunks
-            # (a set lookup each) instead of looking each match's document up.
-            within, where = self._allowed[where].tolist(), SearchFilter()
+        listed = self._narrow_filter_chunks(where) if only is None and not where.empty else None
+        if listed is not None:
+            # A narrow filter already listed (by the semantic side): keep FTS5's matches among
+            # those chunks (a set lookup each) instead of looking each match's document up.
+            within, where = listed.tolist(), SearchFilter()
         elif only is None and not where.empty:
             # Other filters: rank without it, deeper, and keep what passes. If enough of the true
             # top `pool` pass, they are the true top `depth` of what passes (as for semantic).

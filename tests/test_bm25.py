@@ -118,7 +118,7 @@ def test_a_narrow_filter_listed_by_the_semantic_side_ranks_keywords_as_the_join_
     retriever = Retriever(index._store, index.vectors(), index._embed_query)
     for query in queries(15, seed=5):
         retriever.semantic(query, 100, narrow)  # too few pass a deeper search: the chunks are listed
-        assert narrow in retriever._allowed
+        assert retriever._narrow_filter_chunks(narrow) is not None  # the store remembers the list
         words, _stats = retriever._keyword_terms(query)
         got = retriever.keyword(query, 20, narrow)
         expected = full_fts5(index, words, 20, narrow, (1.0, 1.0))  # FTS5 joined to documents
