@@ -25,6 +25,8 @@ that source) builds a fresh index and measures, through the public API only (``s
 - CLI search: ``semsearch --index DIR search QUERY`` as a new process (wall, median, after one untimed
   run). The query is embedded by the real model's ONNX export, so the index records the real default
   model's name and the export is made once, if missing, by indexing ``corpora/travel`` with the model;
+- the same CLI search while a ``semsearch serve`` of the index runs (the CLI sends the query to it),
+  checked to print exactly what the local search prints;
 - peak RSS: a process that opens the index and runs 50 searches of every kind (``ru_maxrss``);
 - warm library search: p50/p95 over ``--queries`` queries (semantic, hybrid, keyword; semantic and
   hybrid with a metadata filter matching 1% and 50% of chunks), and recall@10 of each semantic case
@@ -48,6 +50,7 @@ import os
 import platform
 import re
 import shlex
+import signal
 import shutil
 import statistics
 import subprocess
@@ -382,8 +385,32 @@ class SizeRun:
         cli = [str(BIN / "semsearch"), "--index", str(self.index), "search", query_texts(1)[0], "-n", "10"]
         walls = [run_process(cli, env)[0] for _ in range(runs + 1)][1:]
         self.results["cli_search"] = {"wall": statistics.median(walls), "walls": walls, "command": shlex.join(cli)}
+        self.results["cli_search_served"] = self._served_cli(cli, env, runs)
         rss = self._search_process(probe + [json.dumps(query_texts(50)), ",".join(SEARCH_KINDS)], env)
         self.results["peak_rss_bytes"] = rss["maxrss_bytes"]
+
+    def _served_cli(self, cli: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
+        """The same CLI search while a `semsearch serve` of the index runs (the CLI asks it); checks
+        that it prints what the local search prints."""
+        serve = [str(BIN / "semsearch"), "--index", str(self.index), "serve", "--port", "0"]
+        server = subprocess.Popen(serve, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                  cwd=env["SCALE_WORKDIR"])
+        try:
+            line = server.stdout.readline()  # "Serving DIR at URL ..." once it listens
+            if " at http://" not in line:
+                raise RuntimeError(f"semsearch serve did not start: {line}{server.stdout.read()[-3000:]}")
+            local = run_process(cli + ["--local"], env)[1]
+            timed = [run_process(cli, env) for _ in range(runs + 1)][1:]
+            if any(output != local for _, output in timed):
+                raise RuntimeError("the search a server answered printed something else than the local search")
+            walls = [wall for wall, _ in timed]
+            return {"wall": statistics.median(walls), "walls": walls, "command": shlex.join(cli) + "  # beside: " + shlex.join(serve)}
+        finally:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
     def _search_process(self, command: list[str], env: dict[str, str]) -> dict[str, Any]:
         wall, output = run_process(command, env)
@@ -607,10 +634,12 @@ def tables(rows: list[dict[str, Any]]) -> Iterator[str]:
     yield "New processes (wall, medians) and memory:\n"
     yield from table(
         ["code", "chunks", "open + first query", "(import / open / query)", "`semsearch search`",
-         "peak RSS, 50 searches", "raw vectors", "disk", "disk per chunk"],
+         "`semsearch search`, a `serve` running", "peak RSS, 50 searches", "raw vectors", "disk", "disk per chunk"],
         lambda r: [seconds(r["open_first_query"]["wall"]),
                    " / ".join(seconds(r["open_first_query"][k]) for k in ("import", "open", "first_query")),
-                   seconds(r["cli_search"]["wall"]), megabytes(r["peak_rss_bytes"]), megabytes(r["vector_bytes"]),
+                   seconds(r["cli_search"]["wall"]),
+                   seconds(r["cli_search_served"]["wall"]) if "cli_search_served" in r else "",
+                   megabytes(r["peak_rss_bytes"]), megabytes(r["vector_bytes"]),
                    megabytes(r["disk"]["total"]), f"{r['disk_per_chunk'] / 1000:.2f} KB"],
     )
     yield "Warm library search, p50 / p95, and recall@10 against exact search:\n"

@@ -23,7 +23,7 @@ from semsearch.location import ENV_VAR
 from semsearch.reader import DEFAULT_MEMORY_MB as DEFAULT_READ_MEMORY_MB
 from semsearch.reader import DEFAULT_SECONDS as DEFAULT_READ_SECONDS
 from semsearch.reader import ReadLimits
-from semsearch.types import MODES
+from semsearch.types import MODES, Hit
 
 
 def _open(settings: Settings, index_dir: str | None, *, create: bool, model: str | None = None, **options):
@@ -181,21 +181,39 @@ def _print_summary(summary, directory: Path, verbose: bool) -> None:
 @click.option("--rerank", is_flag=True, help="Rerank the top 50 with a local cross-encoder (needs --rerank-model).")
 @click.option("--rerank-model", metavar="PATH", help="Folder of a local sentence-transformers cross-encoder.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits.")
+@click.option("--local", is_flag=True,
+              help="Search in this process even when a `semsearch serve` of the index is running.")
 @pass_settings
 @reports_errors
 def search_command(settings: Settings, query: str, index_dir: str | None, limit: int, mode: str,
                    path_glob: str | None, types: tuple[str, ...], meta: tuple[str, ...],
-                   group_by_document: bool, rerank: bool, rerank_model: str | None, as_json: bool) -> None:
-    """Ask the index a question in plain words."""
+                   group_by_document: bool, rerank: bool, rerank_model: str | None, as_json: bool,
+                   local: bool) -> None:
+    """Ask the index a question in plain words.
+
+    If a `semsearch serve` of the same index is running on this machine, the search is sent to
+    it (no model to load here: a tenth of the time); --local searches in this process anyway.
+    """
     metadata = _metadata_filter(meta)
     reranker = None
     if rerank or rerank_model:
         from semsearch.embedder import load_reranker
 
         reranker = load_reranker(rerank_model)
-    with _open(settings, index_dir, create=False) as engine:
-        hits = engine.search(query, limit=limit, mode=mode, path=path_glob, types=types,
-                             metadata=metadata, group_by_document=group_by_document, reranker=reranker)
+    forwarded = None
+    if reranker is None and not local:
+        from semsearch import client
+        from semsearch.location import default_index_dir
+
+        forwarded = client.search(index_dir or settings.index or default_index_dir(), query, limit=limit,
+                                  mode=mode, path=path_glob, types=types, metadata=metadata,
+                                  group_by_document=group_by_document)
+    if forwarded is not None:
+        hits = [Hit.from_dict(item) for item in forwarded]
+    else:
+        with _open(settings, index_dir, create=False) as engine:
+            hits = engine.search(query, limit=limit, mode=mode, path=path_glob, types=types,
+                                 metadata=metadata, group_by_document=group_by_document, reranker=reranker)
     if as_json:
         click.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
         return

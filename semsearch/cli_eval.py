@@ -37,7 +37,7 @@ def _explicit_group_index() -> str | None:
     help="Mode to score (repeatable); default: all three.",
 )
 @click.option("--precision", type=click.Choice(["int8", "fp32"]),
-              help="Vectors of a new index: int8 (the default on a CPU) or fp32 (the model's own).")
+              help="Vectors of a new index: fp32 (the model's own; the default) or int8 (faster on a CPU, slightly less accurate).")
 @click.option("--rerank", is_flag=True, help="Rerank with a cross-encoder (needs --rerank-model).")
 @click.option("--rerank-model", metavar="PATH", help="A local cross-encoder model folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print overall and per-query metrics as JSON.")

@@ -201,7 +201,10 @@ class Engine:
     def embedder(self) -> Embedder:
         """The index's model at the index's precision, loaded on first use (see :mod:`semsearch.backends`)."""
         if self._embedder is None:
-            device = choose_device(self._requested_device)
+            if self.precision == "int8" and self._requested_device is None:
+                device = "cpu"  # int8 runs on onnxruntime's CPU kernels; a GPU found would go unused
+            else:
+                device = choose_device(self._requested_device)
             precision = self.precision or default_precision(device)
             try:
                 self._embedder = self._load_embedder(precision, device)

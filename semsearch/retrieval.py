@@ -14,7 +14,9 @@ cross-encoder can rerank the fused top (:class:`Reranker`); none ships with sems
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -306,8 +308,17 @@ class Retriever:
     def hybrid(self, query: str, depth: int, where: SearchFilter) -> Ranked:
         settings = self.settings
         pool = max(depth, settings.candidates)
-        semantic = self.semantic(query, pool, where)
-        keyword = self.keyword(query, pool, where)
+        # The two sides run at once: onnxruntime, FAISS and SQLite each release the GIL, so the
+        # query's embedding and vector search overlap its FTS5 search (each SQLite read takes its
+        # own pooled connection). A filter not yet listed at this revision is left to the
+        # semantic side first, which lists it once for both (see keyword()).
+        if where.empty or self._narrow_filter_chunks(where) is not None:
+            semantic_side = _companion().submit(self.semantic, query, pool, where)
+            keyword = self.keyword(query, pool, where)
+            semantic = semantic_side.result()
+        else:
+            semantic = self.semantic(query, pool, where)
+            keyword = self.keyword(query, pool, where)
         if settings.method == "rrf":
             return reciprocal_rank_fusion([semantic, keyword], k=settings.rrf_k)[:depth]
         # A chunk found by one retriever only gets its real score from the other (BM25 of a chunk
@@ -316,10 +327,13 @@ class Retriever:
         semantic_scores, keyword_scores = dict(semantic), dict(keyword)
         missing_semantic = [item for item in keyword_scores if item not in semantic_scores]
         missing_keyword = [item for item in semantic_scores if item not in keyword_scores]
+        looked_up: Future[dict[int, float]] | None = None
         if missing_semantic:
-            semantic_scores.update(self.semantic_scores(query, missing_semantic))
+            looked_up = _companion().submit(self.semantic_scores, query, missing_semantic)
         if missing_keyword:
             keyword_scores.update(self.keyword(query, len(missing_keyword), where, only=missing_keyword))
+        if looked_up is not None:
+            semantic_scores.update(looked_up.result())
         for item in missing_keyword:
             keyword_scores.setdefault(item, 0.0)
         return convex_fusion(
@@ -329,3 +343,17 @@ class Retriever:
             semantic_scale=normaliser(semantic[: settings.candidates], settings.normalisation),
             keyword_scale=normaliser(keyword[: settings.candidates], settings.normalisation),
         )[:depth]
+
+
+_companion_pool: ThreadPoolExecutor | None = None
+_companion_lock = threading.Lock()
+
+
+def _companion() -> ThreadPoolExecutor:
+    """The threads that run a hybrid search's semantic side beside its keyword side (one per
+    search a process runs at once is enough; the server's request threads share them)."""
+    global _companion_pool
+    with _companion_lock:
+        if _companion_pool is None:
+            _companion_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="semsearch-semantic")
+        return _companion_pool

@@ -41,7 +41,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from semsearch import __version__
+from semsearch import __version__, rendezvous
 from semsearch.engine import Engine
 from semsearch.errors import (
     DocumentNotFoundError,
@@ -424,6 +424,14 @@ def serve(
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
-    if ready is not None:
-        ready(url)
-    server.run(sockets=[listener])
+    # Let a new `semsearch search` of this index ask this process (semsearch.rendezvous); it
+    # connects over loopback, also when this server listens on every address.
+    local_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(bound_host, bound_host)
+    local_url = f"http://{'[' + local_host + ']' if ':' in local_host else local_host}:{bound_port}/"
+    withdraw = rendezvous.announce(engine.directory, local_url, token)
+    try:
+        if ready is not None:
+            ready(url)
+        server.run(sockets=[listener])
+    finally:
+        withdraw()

@@ -82,6 +82,17 @@ class Hit:
             "format": self.format, "metadata": self.metadata,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Hit:
+        """The hit :meth:`to_dict` described (e.g. as a server sent it)."""
+        return cls(
+            rank=int(data["rank"]), score=float(data["score"]), chunk_id=int(data["chunk_id"]),
+            document_id=int(data["document_id"]), path=str(data["path"]), title=str(data["title"]),
+            text=str(data["text"]), start_line=int(data["start_line"]), end_line=int(data["end_line"]),
+            page=None if data.get("page") is None else int(data["page"]), format=str(data["format"]),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
 
 @dataclass(frozen=True)
 class Skipped:

@@ -70,7 +70,7 @@ def fake_model(monkeypatch) -> FakeEmbedder:
         return embedder.name if name in (None, embedder.name) else original(name)
 
     monkeypatch.setattr(semsearch.engine, "canonical_model_name", canonical)
-    monkeypatch.setattr(semsearch.engine, "SentenceTransformerEmbedder", lambda name=None: embedder)
+    monkeypatch.setattr(semsearch.engine, "SentenceTransformerEmbedder", lambda name=None, device=None: embedder)
     return embedder
 
 

@@ -55,7 +55,7 @@ def main() -> None:
     semsearch.engine.canonical_model_name = (
         lambda name: embedder.name if name in (None, embedder.name) else original(name)
     )
-    semsearch.engine.SentenceTransformerEmbedder = lambda name=None: embedder
+    semsearch.engine.SentenceTransformerEmbedder = lambda name=None, device=None: embedder
     semsearch.cli.main()
 
 

@@ -68,7 +68,8 @@ def test_search_returns_what_search_json_prints(fake_server, fake_index):
         response = fake_server.get("/search", params={"q": query, **params})
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/json"
-        args = ["search", query, "--json", "-n", str(params.get("limit", 10)), "--mode", params.get("mode", "hybrid")]
+        # --local: without it the command would ask this very server (semsearch.client).
+        args = ["search", query, "--json", "--local", "-n", str(params.get("limit", 10)), "--mode", params.get("mode", "hybrid")]
         if params.get("group"):
             args.append("-d")
         assert response.json() == fake_cli_json(index, *args)
