@@ -385,7 +385,8 @@ class SizeRun:
         cli = [str(BIN / "semsearch"), "--index", str(self.index), "search", query_texts(1)[0], "-n", "10"]
         walls = [run_process(cli, env)[0] for _ in range(runs + 1)][1:]
         self.results["cli_search"] = {"wall": statistics.median(walls), "walls": walls, "command": shlex.join(cli)}
-        self.results["cli_search_served"] = self._served_cli(cli, env, runs)
+        if (Path(self.semsearch.__file__).parent / "client.py").is_file():  # a version that asks a server
+            self.results["cli_search_served"] = self._served_cli(cli, env, runs)
         rss = self._search_process(probe + [json.dumps(query_texts(50)), ",".join(SEARCH_KINDS)], env)
         self.results["peak_rss_bytes"] = rss["maxrss_bytes"]
 
