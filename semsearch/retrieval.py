@@ -60,6 +60,10 @@ class FusionSettings:
     each ranking (``normalisation``); a chunk found by only one retriever has its other score
     looked up exactly, not guessed. ``method="rrf"`` sums ``1 / (rrf_k + rank)`` instead.
     ``keyword_weights`` are the BM25 weights of the (title, text) columns for every keyword search.
+    ``feedback_depth`` and ``feedback_weight``: hybrid search's semantic side searches a second
+    time with the query vector moved towards its first ``feedback_depth`` hits (Rocchio:
+    ``q + feedback_weight * mean(hits)``, normalised); 0 turns it off. Semantic search alone
+    does not (measured: docs/quality.md, "Pseudo-relevance feedback").
     """
 
     method: FusionMethod = "convex"
@@ -68,6 +72,8 @@ class FusionSettings:
     normalisation: Normalisation = "zscore"
     rrf_k: float = 60.0
     keyword_weights: tuple[float, float] = (1.0, 1.0)
+    feedback_depth: int = 5
+    feedback_weight: float = 0.3
 
     def __post_init__(self) -> None:
         if self.method not in ("convex", "rrf"):
@@ -78,6 +84,8 @@ class FusionSettings:
             raise ValueError("semantic_weight must be between 0 and 1")
         if self.candidates < 1:
             raise ValueError("candidates must be at least 1")
+        if self.feedback_depth < 0 or self.feedback_weight < 0:
+            raise ValueError("feedback_depth and feedback_weight must not be negative")
 
 
 # -- keyword queries ----------------------------------------------------------------------------
@@ -187,6 +195,7 @@ class Retriever:
         self._vectors = vectors
         self._embed_query = embed_query
         self._query_vectors: dict[str, np.ndarray] = {}
+        self._fed: set[str] = set()  # queries whose vector feedback has moved
         self._terms: dict[str, tuple[list[str], TermStatistics | None]] = {}
         self.settings = settings or FusionSettings()
 
@@ -253,6 +262,27 @@ class Retriever:
             if len(kept) >= depth or len(found.ids) < pool or pool >= total:
                 return kept[:depth]
 
+    def semantic_with_feedback(self, query: str, depth: int, where: SearchFilter) -> Ranked:
+        """:meth:`semantic`, searched again with the query vector moved towards its first
+        ``feedback_depth`` hits (pseudo-relevance feedback); from then on this retriever scores
+        chunks against the moved vector (:meth:`semantic_scores` too)."""
+        settings = self.settings
+        if query in self._fed or not settings.feedback_depth or not settings.feedback_weight:
+            return self.semantic(query, depth, where)  # (a grouped search deepening: moved once)
+        self._fed.add(query)
+        first = self.semantic(query, max(depth, settings.feedback_depth), where)
+        if not first:
+            return first
+        _found, vectors = self._store.vectors_of(np.asarray([chunk for chunk, _ in first[: settings.feedback_depth]]))
+        if not len(vectors):
+            return first[:depth]
+        moved = self._vector(query) + settings.feedback_weight * vectors.mean(axis=0)
+        norm = float(np.linalg.norm(moved))
+        if not norm:
+            return first[:depth]
+        self._query_vectors[query] = (moved / norm).astype(np.float32)
+        return self.semantic(query, depth, where)
+
     def semantic_scores(self, query: str, ids: Sequence[int]) -> dict[int, float]:
         """Cosine similarity of the query to these chunks, from their stored vectors (no search)."""
         found, vectors = self._store.vectors_of(np.asarray(ids, dtype=np.int64))
@@ -313,11 +343,11 @@ class Retriever:
         # own pooled connection). A filter not yet listed at this revision is left to the
         # semantic side first, which lists it once for both (see keyword()).
         if where.empty or self._narrow_filter_chunks(where) is not None:
-            semantic_side = _companion().submit(self.semantic, query, pool, where)
+            semantic_side = _companion().submit(self.semantic_with_feedback, query, pool, where)
             keyword = self.keyword(query, pool, where)
             semantic = semantic_side.result()
         else:
-            semantic = self.semantic(query, pool, where)
+            semantic = self.semantic_with_feedback(query, pool, where)
             keyword = self.keyword(query, pool, where)
         if settings.method == "rrf":
             return reciprocal_rank_fusion([semantic, keyword], k=settings.rrf_k)[:depth]

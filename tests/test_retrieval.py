@@ -213,7 +213,9 @@ def test_hybrid_scores_chunks_found_by_one_side_with_their_real_other_score(engi
     from semsearch.types import SearchFilter
 
     engine.vectors().refresh()
-    retriever = Retriever(engine._store, engine.vectors(), engine._embed_query, FusionSettings(candidates=2))
+    # No feedback here: the semantic scores below are the query's own (feedback is tested apart).
+    retriever = Retriever(engine._store, engine.vectors(), engine._embed_query,
+                          FusionSettings(candidates=2, feedback_depth=0))
     semantic = dict(retriever.semantic("bread oven", 100, SearchFilter()))
     keyword = dict(retriever.keyword("bread oven", 100, SearchFilter()))
     fused = retriever.hybrid("bread oven", 7, SearchFilter())
@@ -225,6 +227,34 @@ def test_hybrid_scores_chunks_found_by_one_side_with_their_real_other_score(engi
         weight = retriever.settings.semantic_weight
         expected = weight * s_scale(semantic[chunk]) + (1 - weight) * k_scale(keyword.get(chunk, 0.0))
         assert math.isclose(score, expected, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def test_hybrid_feedback_searches_once_more_with_the_query_moved_towards_its_first_hits(engine):
+    from semsearch.retrieval import Retriever
+    from semsearch.types import SearchFilter
+
+    engine.vectors().refresh()
+    settings = FusionSettings(feedback_depth=2, feedback_weight=0.5)
+    plain = Retriever(engine._store, engine.vectors(), engine._embed_query, FusionSettings(feedback_depth=0))
+    first = plain.semantic("bread oven", 2, SearchFilter())
+    query = np.asarray(engine._embed_query("bread oven"), dtype=np.float32).reshape(-1)
+    _ids, top = engine._store.vectors_of(np.asarray([chunk for chunk, _ in first]))
+    moved = query + 0.5 * top.mean(axis=0)
+    moved /= np.linalg.norm(moved)
+    ids, vectors = next(engine._store.vectors_between(0, 10**9))
+    cosines = vectors @ moved  # brute force over every chunk: the oracle
+    expected = sorted(zip(ids.tolist(), cosines.tolist()), key=lambda pair: (-pair[1], pair[0]))[:5]
+
+    retriever = Retriever(engine._store, engine.vectors(), engine._embed_query, settings)
+    for _ in range(2):  # a grouped search asks again, deeper: the vector moves once
+        found = retriever.semantic_with_feedback("bread oven", 5, SearchFilter())
+        assert [chunk for chunk, _ in found] == [chunk for chunk, _ in expected]
+        assert np.allclose([score for _, score in found], [score for _, score in expected], atol=1e-5)
+    # Off, it is the plain semantic ranking; semantic mode never uses it.
+    off = Retriever(engine._store, engine.vectors(), engine._embed_query, FusionSettings(feedback_depth=0))
+    assert off.semantic_with_feedback("bread oven", 5, SearchFilter()) == plain.semantic("bread oven", 5, SearchFilter())
+    with pytest.raises(ValueError, match="must not be negative"):
+        FusionSettings(feedback_weight=-1)
 
 
 def test_words_in_half_the_chunks_are_not_matched_and_change_no_score(tmp_path, fake_embedder):
