@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from semsearch import bm25
+from semsearch import bm25, cjk
 from semsearch.bm25 import match_expression
 from semsearch.fts import TermStatistics
 from semsearch.store import Store
@@ -86,11 +86,12 @@ def keyword_terms(query: str) -> list[str]:
 
     English stopwords are dropped unless nothing else is left. Words are split the way FTS5's
     unicode61 tokenizer splits them (letters and digits of any script), so Greek, Cyrillic or
-    accented words pass through whole.
+    accented words pass through whole. Chinese, Japanese and Korean runs become the bigrams the
+    index holds (see :mod:`semsearch.cjk`): 数据库 → 数据, 据库; a lone character a prefix term (猫*).
     """
     words = [word.lower() for word in _WORD.findall(query)]
     content = [word for word in words if word not in STOPWORDS]
-    return list(dict.fromkeys(content or words))
+    return list(dict.fromkeys(term for word in content or words for term in cjk.query_terms(word)))
 
 
 # -- fusion -------------------------------------------------------------------------------------
