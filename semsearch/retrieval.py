@@ -123,6 +123,16 @@ def normaliser(ranked: Ranked, method: Normalisation) -> Callable[[float], float
     return lambda score: (score - mean) / spread if spread > 0 else 0.0
 
 
+def keyword_window(keyword: Ranked, size: int) -> Ranked:
+    """The BM25 scores hybrid search normalises over: the best ``size`` of *all* chunks, as for
+    the semantic side. Chunks holding no query word score 0, so a query matching fewer chunks
+    than that fills the window with zeros; without them a query matching one chunk (a rare
+    word, a name, a word in Chinese) would have no spread to scale by, and its match would
+    weigh nothing against the semantic side."""
+    window = keyword[:size]
+    return window + [(-1, 0.0)] * (size - len(window))
+
+
 def convex_fusion(
     semantic: Mapping[int, float],
     keyword: Mapping[int, float],
@@ -323,10 +333,11 @@ class Retriever:
             keyword_scores.update(self.keyword(query, len(missing_keyword), where, only=missing_keyword))
         for item in missing_keyword:
             keyword_scores.setdefault(item, 0.0)
+        semantic_window = semantic[: settings.candidates]
         return convex_fusion(
             semantic_scores,
             keyword_scores,
             semantic_weight=settings.semantic_weight,
-            semantic_scale=normaliser(semantic[: settings.candidates], settings.normalisation),
-            keyword_scale=normaliser(keyword[: settings.candidates], settings.normalisation),
+            semantic_scale=normaliser(semantic_window, settings.normalisation),
+            keyword_scale=normaliser(keyword_window(keyword, len(semantic_window)), settings.normalisation),
         )[:depth]
