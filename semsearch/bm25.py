@@ -73,6 +73,13 @@ def rows_holding(word: str, stats: TermStatistics) -> int | None:
     return min(stats.rows_with.get(token, 0) for token in stats.tokens[word])
 
 
+def whole_query_score(words: Sequence[str], stats: TermStatistics) -> float:
+    """The BM25 score of a row of average length holding each word once (in one column of weight
+    1): the sum of the words' IDFs. A row's score over this is how much of the query it holds,
+    whatever the query's length (see :mod:`semsearch.relevance`)."""
+    return sum(idf(stats.rows, held) for word in words if (held := rows_holding(word, stats)) is not None)
+
+
 @dataclass(frozen=True)
 class Split:
     """A query's words as the shortcut uses them."""

@@ -180,13 +180,20 @@ def _print_summary(summary, directory: Path, verbose: bool) -> None:
 @click.option("-d", "--group-by-document", is_flag=True, help="Each document once, with its best chunk.")
 @click.option("--rerank", is_flag=True, help="Rerank the top 50 with a local cross-encoder (needs --rerank-model).")
 @click.option("--rerank-model", metavar="PATH", help="Folder of a local sentence-transformers cross-encoder.")
+@click.option("--min-score", type=click.FloatRange(0.0, 1.0), metavar="0..1",
+              help="Leave out hits whose relevance is below this (e.g. 0.5).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits.")
 @pass_settings
 @reports_errors
 def search_command(settings: Settings, query: str, index_dir: str | None, limit: int, mode: str,
                    path_glob: str | None, types: tuple[str, ...], meta: tuple[str, ...],
-                   group_by_document: bool, rerank: bool, rerank_model: str | None, as_json: bool) -> None:
-    """Ask the index a question in plain words."""
+                   group_by_document: bool, rerank: bool, rerank_model: str | None, min_score: float | None,
+                   as_json: bool) -> None:
+    """Ask the index a question in plain words.
+
+    Each hit is shown with its relevance, from 0 to 1: about how often a hit like it was judged
+    relevant when semsearch was calibrated (0.8: about 80% of the time; see docs/quality.md).
+    """
     metadata = _metadata_filter(meta)
     reranker = None
     if rerank or rerank_model:
@@ -195,7 +202,8 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
         reranker = load_reranker(rerank_model)
     with _open(settings, index_dir, create=False) as engine:
         hits = engine.search(query, limit=limit, mode=mode, path=path_glob, types=types,
-                             metadata=metadata, group_by_document=group_by_document, reranker=reranker)
+                             metadata=metadata, group_by_document=group_by_document, reranker=reranker,
+                             min_score=min_score)
     if as_json:
         click.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
         return
@@ -259,7 +267,8 @@ def _print_hits(hits, query: str) -> None:
 
     for hit in hits:
         where = location(display_path(hit.path), hit.start_line, hit.page)
-        click.echo(f"{hit.rank:>2}. {hit.score:.3f}  " + click.style(where, fg="cyan") + f"  {hit.title}")
+        value = hit.score if hit.relevance is None else hit.relevance  # (similar: the cosine)
+        click.echo(f"{hit.rank:>2}. {value:.3f}  " + click.style(where, fg="cyan") + f"  {hit.title}")
         click.echo("    " + snippet(hit.text, query, emphasise=emphasise))
         click.echo()
 

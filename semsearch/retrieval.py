@@ -23,6 +23,7 @@ import numpy as np
 from semsearch import bm25, cjk
 from semsearch.bm25 import match_expression
 from semsearch.fts import TermStatistics
+from semsearch.relevance import Signals
 from semsearch.store import Store
 from semsearch.types import Mode, SearchFilter
 from semsearch.vector_store import VectorStore
@@ -197,14 +198,50 @@ class Retriever:
         self._embed_query = embed_query
         self._query_vectors: dict[str, np.ndarray] = {}
         self._terms: dict[str, tuple[list[str], TermStatistics | None]] = {}
+        # Cosines and BM25 scores this retriever has computed, per query (read by signals()).
+        self._cosines: dict[str, dict[int, float]] = {}
+        self._keyword_scores: dict[str, dict[int, float]] = {}
         self.settings = settings or FusionSettings()
 
     def rank(self, query: str, depth: int, mode: Mode, where: SearchFilter) -> Ranked:
         if mode == "semantic":
-            return self.semantic(query, depth, where)
+            ranked = self.semantic(query, depth, where)
+            self._cosines.setdefault(query, {}).update(ranked)
+            return ranked
         if mode == "keyword":
-            return self.keyword(query, depth, where)
+            ranked = self.keyword(query, depth, where)
+            self._keyword_scores.setdefault(query, {}).update(ranked)
+            return ranked
         return self.hybrid(query, depth, where)
+
+    def signals(self, query: str, mode: Mode, ids: Sequence[int]) -> dict[int, Signals]:
+        """What each chunk's relevance is read from (see :mod:`semsearch.relevance`): its cosine
+        (semantic and hybrid), and its BM25 score as a share of the query's whole-query score
+        (keyword and hybrid). Scores this retriever already computed are reused; the others are
+        looked up (stored vectors; the chunks' own tokens), never searched for."""
+        cosines = keyword_scores = None
+        if mode != "keyword":
+            cosines = self._cosines.setdefault(query, {})
+            missing = [chunk for chunk in ids if chunk not in cosines]
+            if missing:
+                cosines.update(self.semantic_scores(query, missing))
+        share = 0.0
+        if mode != "semantic":
+            keyword_scores = self._keyword_scores.setdefault(query, {})
+            missing = [chunk for chunk in ids if chunk not in keyword_scores]
+            if missing:
+                found = dict(self.keyword(query, len(missing), SearchFilter(), only=missing))
+                keyword_scores.update({chunk: found.get(chunk, 0.0) for chunk in missing})
+            terms, stats = self._keyword_terms(query)
+            whole = bm25.whole_query_score(terms, stats) if stats is not None else 0.0
+            share = 1.0 / whole if whole > 0 else 0.0
+        return {
+            chunk: Signals(
+                cosine=None if cosines is None else cosines.get(chunk, 0.0),
+                keyword_share=None if keyword_scores is None else keyword_scores.get(chunk, 0.0) * share,
+            )
+            for chunk in ids
+        }
 
     def _keyword_terms(self, query: str) -> tuple[list[str], TermStatistics | None]:
         """The query's words, less those in half the chunks or more (they weigh nothing in BM25
@@ -333,6 +370,8 @@ class Retriever:
             keyword_scores.update(self.keyword(query, len(missing_keyword), where, only=missing_keyword))
         for item in missing_keyword:
             keyword_scores.setdefault(item, 0.0)
+        self._cosines.setdefault(query, {}).update(semantic_scores)
+        self._keyword_scores.setdefault(query, {}).update(keyword_scores)
         semantic_window = semantic[: settings.candidates]
         return convex_fusion(
             semantic_scores,
