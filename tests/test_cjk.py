@@ -288,3 +288,44 @@ def test_the_real_model_finds_cjk_documents_by_keyword_and_hybrid(tmp_path, fold
             hits = json.loads(result.output)
             assert Path(hits[0]["path"]).stem == expected, (query, mode, [(h["path"], h["score"]) for h in hits])
     assert np.isfinite([hit["score"] for hit in hits]).all()
+
+
+# -- BM25's shortcut over bigrams -----------------------------------------------------------------
+
+COMMON_WORDS = ["数据", "系统", "问题"]  # in many of the texts below
+RARE_WORDS = [a + b for a in "山水火木金土日月星云" for b in "花鸟鱼虫草竹石门桥路"]  # 100 two-character words
+
+
+def test_the_shortcut_is_exact_over_cjk_bigrams(tmp_path, fake_embedder, monkeypatch):
+    """Bigrams are ordinary tokens to bm25.py: split queries must return exactly FTS5's ranking."""
+    import random
+
+    from semsearch import bm25
+    from semsearch.bm25 import match_expression
+    from semsearch.retrieval import Retriever
+    from semsearch.types import SearchFilter
+
+    rng = random.Random(5)
+    texts = []
+    for _ in range(600):
+        words = rng.sample(RARE_WORDS, rng.randint(2, 6)) + [w for w in COMMON_WORDS if rng.random() < 0.3]
+        words += rng.choices(words, k=rng.randint(0, 3))
+        rng.shuffle(words)
+        texts.append("，".join(words) + "。")
+    monkeypatch.setattr(bm25, "SPLIT_FROM_ROWS", 0)
+    monkeypatch.setattr(bm25, "COMMON_SHARE", 0.1)  # a small index: its rare words are in 4% of it
+    proven = []
+    original = bm25.shortcut
+    monkeypatch.setattr(bm25, "shortcut", lambda *a, **k: proven.append(r := original(*a, **k)) or r)
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as opened:
+        opened.add_texts(texts, ids=[f"t{i}" for i in range(len(texts))])
+        opened.vectors().refresh()
+        retriever = Retriever(opened._store, opened.vectors(), opened._embed_query)
+        for _ in range(30):
+            query = "，".join(rng.sample(RARE_WORDS, 2) + rng.sample(COMMON_WORDS, 1))
+            words, _stats = retriever._keyword_terms(query)
+            got = retriever.keyword(query, 10, SearchFilter())
+            expected = opened._store.keyword_search(match_expression(words), 10, SearchFilter(), weights=(1.0, 1.0))
+            assert [chunk for chunk, _ in got] == [chunk for chunk, _ in expected], query
+            assert [score for _, score in got] == pytest.approx([score for _, score in expected], rel=1e-9)
+    assert sum(result is not None for result in proven) >= 15  # the shortcut really answered
