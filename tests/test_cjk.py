@@ -204,7 +204,7 @@ def test_an_index_from_before_is_migrated_without_embedding(tmp_path, fake_embed
     config.set_main_option("script_location", str(_migrations_dir()))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0005")  # the schema every index had before CJK bigrams
+        command.downgrade(config, _revision_before_bigrams(config))  # the schema every index had before
     engine.dispose()
     with sqlite3.connect(database) as connection:
         vectors_before = connection.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
@@ -218,6 +218,16 @@ def test_an_index_from_before_is_migrated_without_embedding(tmp_path, fake_embed
     assert fake_embedder.embedded == []
     with sqlite3.connect(database) as connection:
         assert connection.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall() == vectors_before
+
+
+def _revision_before_bigrams(config) -> str:
+    """The revision below the migration that made chunk_fts index bigrams (whatever its number)."""
+    from alembic.script import ScriptDirectory
+
+    for revision in ScriptDirectory.from_config(config).walk_revisions():
+        if "chunk_fts_source" in Path(revision.path).read_text():
+            return revision.down_revision
+    raise AssertionError("no migration creates chunk_fts_source")
 
 
 def test_a_new_store_indexes_through_the_view(tmp_path):
