@@ -8,9 +8,10 @@ collection with curves fitted on the other four (the tables in docs/quality.md#r
 
 For every judged query of each collection and each mode: its best ``--depth`` documents (one chunk
 each, as ``semsearch eval`` ranks them), each hit's signals (cosine; BM25 over the query's
-whole-query score) and whether its document is judged relevant (an unjudged document is not, as
-trec_eval counts it). A logistic curve per mode is fitted by iteratively reweighted least
-squares, each collection weighing the same whatever its number of queries.
+whole-query score; in hybrid search its fused score) and whether its document is judged relevant
+(an unjudged document is not, as trec_eval counts it). A logistic curve per mode is fitted by
+Newton's method (iteratively reweighted least squares), each hit weighing the same, so each
+judged query about the same.
 
 The data root defaults to ``../shared/data/beir`` beside the repository (or ``$SEMSEARCH_BEIR``);
 each collection is indexed once into the user cache (``semsearch eval``'s default) and reused.
@@ -36,14 +37,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from semsearch.evaluation import default_index_dir, index_dataset, load_dataset  # noqa: E402
-from semsearch.relevance import Curve  # noqa: E402
+from semsearch.relevance import FEATURES, Curve, Signals, inputs  # noqa: E402
 from semsearch.types import MODES  # noqa: E402
 
 DATASETS = ("scifact", "cranfield", "cisi", "medline", "adi")
-# The signals each mode's curve reads (what semsearch/relevance.py computes), and, for comparison
-# only, the alternative of mapping the ranking's own score.
-FEATURES = {"semantic": ("cosine",), "keyword": ("keyword_share",), "hybrid": ("cosine", "keyword_share")}
-ALTERNATIVE = {"semantic": ("score",), "keyword": ("score",), "hybrid": ("score",)}
+# Each curve of semsearch/relevance.py is fitted on one mode's hits, weighing the inputs that
+# relevance.FEATURES names. For comparison only, the tables also show mapping the hit's own
+# score alone ("score"; in hybrid search, the fused score uncapped).
+MODE_OF = {"semantic": "semantic", "keyword": "keyword", "hybrid": "hybrid", "hybrid-unfused": "hybrid"}
 BINS = np.linspace(0.0, 1.0, 11)
 
 
@@ -56,7 +57,14 @@ class Row:
     relevant: bool
     cosine: float
     keyword_share: float
+    query_words: int
     score: float
+
+    def value(self, feature: str) -> float:
+        if feature == "score":
+            return self.score
+        fused = self.score if self.mode == "hybrid" else None
+        return inputs(Signals(self.cosine, self.keyword_share, self.query_words, fused))[feature]
 
 
 def collect(root: Path, names: list[str], depth: int, copy_to: Path | None) -> list[Row]:
@@ -88,23 +96,21 @@ def collect(root: Path, names: list[str], depth: int, copy_to: Path | None) -> l
                     for hit in hits:
                         found = signals[hit.chunk_id]
                         rows.append(Row(name, mode, qid, hit.rank, judged.get(hit.path, 0) > 0,
-                                        float(found.cosine or 0.0), float(found.keyword_share or 0.0), hit.score))
+                                        float(found.cosine or 0.0), float(found.keyword_share or 0.0),
+                                        int(found.query_words or 0), hit.score))
                 print(f"collected {name} {mode}: {len(ids)} queries", file=sys.stderr, flush=True)
     return rows
 
 
 def design(rows: list[Row], features: tuple[str, ...]) -> np.ndarray:
-    return np.array([[1.0] + [getattr(row, feature) for feature in features] for row in rows])
+    return np.array([[1.0] + [row.value(feature) for feature in features] for row in rows])
 
 
 def fit(rows: list[Row], features: tuple[str, ...]) -> np.ndarray:
-    """Logistic regression (intercept first) by Newton's method, each dataset weighing the same."""
+    """Logistic regression (intercept first) by Newton's method, each hit weighing the same."""
     x = design(rows, features)
     y = np.array([row.relevant for row in rows], dtype=float)
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row.dataset] = counts.get(row.dataset, 0) + 1
-    weights = np.array([1.0 / counts[row.dataset] for row in rows])
+    weights = np.full(len(rows), 1.0 / len(rows))
     beta = np.zeros(x.shape[1])
     for _ in range(100):
         p = 1.0 / (1.0 + np.exp(-(x @ beta)))
@@ -153,31 +159,40 @@ def reliability(predicted: np.ndarray, relevant: np.ndarray) -> list[tuple[str, 
     return table
 
 
+def auc(predicted: np.ndarray, relevant: np.ndarray) -> float:
+    """How often a relevant hit has a higher value than an irrelevant one (ties count half)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(predicted)
+    positives = relevant == 1
+    count, others = int(positives.sum()), int((~positives).sum())
+    if not count or not others:
+        return float("nan")
+    return float((ranks[positives].sum() - count * (count + 1) / 2) / (count * others))
+
+
 def report(rows: list[Row], names: list[str]) -> dict[str, Curve]:
     curves = {}
-    for mode in MODES:
+    for key, features in FEATURES.items():
+        mode = MODE_OF[key]
         mine = [row for row in rows if row.mode == mode]
         relevant = np.array([row.relevant for row in mine], dtype=float)
-        beta = fit(mine, FEATURES[mode])
-        curves[mode] = Curve(
-            intercept=float(beta[0]),
-            cosine_weight=float(beta[1 + FEATURES[mode].index("cosine")]) if "cosine" in FEATURES[mode] else 0.0,
-            keyword_weight=(float(beta[1 + FEATURES[mode].index("keyword_share")])
-                            if "keyword_share" in FEATURES[mode] else 0.0),
-        )
-        print(f"\n### {mode}: relevance from {' and '.join(FEATURES[mode])}\n")
-        print(f"Fitted on all five: {curves[mode]}\n")
-        predicted = held_out(mine, FEATURES[mode], names)
-        alternative = held_out(mine, ALTERNATIVE[mode], names)
-        print("| held-out collection | hits | judged relevant | mean relevance | log loss | Brier | ECE "
-              f"| ECE mapping `score` instead |")
+        beta = fit(mine, features)
+        curves[key] = Curve(intercept=float(beta[0]), **{feature: float(beta[1 + i]) for i, feature in enumerate(features)})
+        print(f"\n### {key}: relevance from {', '.join(features)} ({mode} hits)\n")
+        print(f"Fitted on all five: {curves[key]}\n")
+        predicted = held_out(mine, features, names)
+        alternative = held_out(mine, ("score",), names)
+        print("| held-out collection | hits | judged relevant | mean relevance | log loss | ECE | AUC "
+              "| ECE / AUC mapping `score` alone |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name in names + ["all"]:
             inside = np.array([name in ("all", row.dataset) for row in mine])
-            log_loss, brier, ece = measures(predicted[inside], relevant[inside])
+            log_loss, _brier, ece = measures(predicted[inside], relevant[inside])
             ece_alt = measures(alternative[inside], relevant[inside])[2]
             print(f"| {name} | {int(inside.sum())} | {relevant[inside].mean():.3f} | {predicted[inside].mean():.3f} "
-                  f"| {log_loss:.3f} | {brier:.3f} | {ece:.3f} | {ece_alt:.3f} |")
+                  f"| {log_loss:.3f} | {ece:.3f} | {auc(predicted[inside], relevant[inside]):.3f} "
+                  f"| {ece_alt:.3f} / {auc(alternative[inside], relevant[inside]):.3f} |")
         print("\n| relevance (held out) | hits | mean relevance | judged relevant |")
         print("|---|---:|---:|---:|")
         for label, count, mean, observed in reliability(predicted, relevant):
@@ -189,13 +204,12 @@ def write_curves(curves: dict[str, Curve], command: str) -> None:
     path = REPO / "semsearch" / "relevance.py"
     source = path.read_text()
     lines = [f"# Written by: {command}", "CURVES: dict[str, Curve] = {"]
-    for mode, curve in curves.items():
+    for key, curve in curves.items():
         parts = [f"intercept={curve.intercept:.4f}"]
-        if curve.cosine_weight:
-            parts.append(f"cosine_weight={curve.cosine_weight:.4f}")
-        if curve.keyword_weight:
-            parts.append(f"keyword_weight={curve.keyword_weight:.4f}")
-        lines.append(f'    "{mode}": Curve({", ".join(parts)}),')
+        for field in ("cosine", "keyword_share", "log_query_words", "fused"):
+            if getattr(curve, field):
+                parts.append(f"{field}={getattr(curve, field):.4f}")
+        lines.append(f'    "{key}": Curve({", ".join(parts)}),')
     lines.append("}")
     updated, count = re.subn(r"# Written by: .*?\n}\n", "\n".join(lines) + "\n", source, count=1, flags=re.S)
     if count != 1:

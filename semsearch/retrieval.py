@@ -201,6 +201,7 @@ class Retriever:
         # Cosines and BM25 scores this retriever has computed, per query (read by signals()).
         self._cosines: dict[str, dict[int, float]] = {}
         self._keyword_scores: dict[str, dict[int, float]] = {}
+        self._fused: dict[str, dict[int, float]] = {}  # hybrid's scores, default fusion only
         self.settings = settings or FusionSettings()
 
     def rank(self, query: str, depth: int, mode: Mode, where: SearchFilter) -> Ranked:
@@ -217,16 +218,19 @@ class Retriever:
     def signals(self, query: str, mode: Mode, ids: Sequence[int]) -> dict[int, Signals]:
         """What each chunk's relevance is read from (see :mod:`semsearch.relevance`): its cosine
         (semantic and hybrid), and its BM25 score as a share of the query's whole-query score
-        (keyword and hybrid). Scores this retriever already computed are reused; the others are
-        looked up (stored vectors; the chunks' own tokens), never searched for."""
+        (keyword and hybrid); in hybrid search with the default fusion (convex, z-scores), its
+        fused score. Scores this retriever already computed are reused; the others are looked up
+        (stored vectors; the chunks' own tokens), never searched for; a fused score is known for
+        the chunks a hybrid search of this query ranked, and for no other."""
         cosines = keyword_scores = None
         if mode != "keyword":
             cosines = self._cosines.setdefault(query, {})
             missing = [chunk for chunk in ids if chunk not in cosines]
             if missing:
                 cosines.update(self.semantic_scores(query, missing))
-        share = 0.0
+        share, words = 0.0, None
         if mode != "semantic":
+            words = len(keyword_terms(query))
             keyword_scores = self._keyword_scores.setdefault(query, {})
             missing = [chunk for chunk in ids if chunk not in keyword_scores]
             if missing:
@@ -235,10 +239,13 @@ class Retriever:
             terms, stats = self._keyword_terms(query)
             whole = bm25.whole_query_score(terms, stats) if stats is not None else 0.0
             share = 1.0 / whole if whole > 0 else 0.0
+        fused = self._fused.get(query, {}) if mode == "hybrid" else {}
         return {
             chunk: Signals(
                 cosine=None if cosines is None else cosines.get(chunk, 0.0),
                 keyword_share=None if keyword_scores is None else keyword_scores.get(chunk, 0.0) * share,
+                query_words=words,
+                fused=fused.get(chunk),
             )
             for chunk in ids
         }
@@ -373,10 +380,13 @@ class Retriever:
         self._cosines.setdefault(query, {}).update(semantic_scores)
         self._keyword_scores.setdefault(query, {}).update(keyword_scores)
         semantic_window = semantic[: settings.candidates]
-        return convex_fusion(
+        fused = convex_fusion(
             semantic_scores,
             keyword_scores,
             semantic_weight=settings.semantic_weight,
             semantic_scale=normaliser(semantic_window, settings.normalisation),
             keyword_scale=normaliser(keyword_window(keyword, len(semantic_window)), settings.normalisation),
-        )[:depth]
+        )
+        if settings.normalisation == "zscore":  # the scale semsearch.relevance was fitted on
+            self._fused.setdefault(query, {}).update(fused)
+        return fused[:depth]

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 import semsearch
 from semsearch.cli import cli
-from semsearch.relevance import CURVES, Curve, Signals, relevance
-from semsearch.retrieval import Retriever
+from semsearch.relevance import CURVES, FEATURES, FUSED_CAP, Curve, Signals, relevance
+from semsearch.retrieval import FusionSettings, Retriever
 from semsearch.types import MODES, SearchFilter
 
 TEXTS = {
@@ -33,16 +33,24 @@ def engine(tmp_path, fake_embedder):
 
 
 def test_the_fitted_curves_rise_with_each_signal():
-    """More similar, or holding more of the query, is never less relevant; values stay in [0, 1]."""
-    for mode, curve in CURVES.items():
-        assert all(math.isfinite(value) for value in (curve.intercept, curve.cosine_weight, curve.keyword_weight))
-        assert curve.cosine_weight > 0 if mode != "keyword" else curve.cosine_weight == 0
-        assert curve.keyword_weight > 0 if mode != "semantic" else curve.keyword_weight == 0
-        low = relevance(mode, Signals(cosine=0.1, keyword_share=0.1))
-        high = relevance(mode, Signals(cosine=0.8, keyword_share=1.5))
+    """More similar, holding more of the query, standing out more: never less relevant; values
+    stay in [0, 1]; each curve weighs exactly the inputs it was fitted on."""
+    for name, curve in CURVES.items():
+        weights = {field: getattr(curve, field) for field in ("cosine", "keyword_share", "log_query_words", "fused")}
+        assert all(math.isfinite(value) for value in (curve.intercept, *weights.values()))
+        assert {field for field, weight in weights.items() if weight} == set(FEATURES[name])
+        assert all(weight > 0 for weight in weights.values() if weight)
+    for mode in MODES:
+        low = relevance(mode, Signals(cosine=0.1, keyword_share=0.1, query_words=3, fused=-1.0))
+        high = relevance(mode, Signals(cosine=0.8, keyword_share=1.5, query_words=3, fused=2.0))
         assert 0.0 <= low < high <= 1.0
-    extreme = Curve(intercept=-1e6)
-    assert relevance("semantic", Signals(cosine=1.0), {"semantic": extreme}) == 0.0
+    # The fused score says nothing more past its cap; without it (other fusion settings) hybrid
+    # reads the cosine and the keyword share instead.
+    assert relevance("hybrid", Signals(cosine=0.5, fused=FUSED_CAP)) == relevance("hybrid", Signals(cosine=0.5, fused=9.0))
+    assert relevance("hybrid", Signals(cosine=0.5, keyword_share=1.0)) == relevance(
+        "hybrid", Signals(cosine=0.5, keyword_share=1.0), {**CURVES, "hybrid": CURVES["hybrid-unfused"]}
+    )
+    assert relevance("semantic", Signals(cosine=1.0), {"semantic": Curve(intercept=-1e6)}) == 0.0
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -119,3 +127,16 @@ def test_the_cli_shows_relevance_and_filters_by_min_score(tmp_path, docs, fake_m
         result = runner.invoke(cli, ["--index", str(index), "search", "tomatoes", "--min-score", bad])
         assert result.exit_code == 2 and "Traceback" not in result.output
         assert "Invalid value for '--min-score'" in result.output.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(("settings", "fused"), [(FusionSettings(), True), (FusionSettings(method="rrf"), False),
+                                                 (FusionSettings(normalisation="minmax"), False)])
+def test_only_the_default_fusion_lends_its_score_to_relevance(tmp_path, fake_embedder, settings, fused):
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder, fusion=settings) as opened:
+        opened.add_texts(list(TEXTS.values()), ids=list(TEXTS))
+        opened.vectors().refresh()
+        retriever = Retriever(opened._store, opened.vectors(), opened._embed_query, settings)
+        ids = [chunk for chunk, _ in retriever.rank("bread oven", 3, "hybrid", SearchFilter())]
+        signals = retriever.signals("bread oven", "hybrid", ids)
+        assert all((signal.fused is not None) == fused for signal in signals.values())
+        assert all(0.0 < hit.relevance < 1.0 for hit in opened.search("bread oven", limit=3))
