@@ -192,7 +192,7 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
     """Ask the index a question in plain words.
 
     Each hit is shown with its relevance, from 0 to 1: about how often a hit like it was judged
-    relevant when semsearch was calibrated (0.8: about 80% of the time; see docs/quality.md).
+    relevant when semsearch was calibrated (0.6: about 60% of the time; see docs/quality.md).
     """
     metadata = _metadata_filter(meta)
     reranker = None

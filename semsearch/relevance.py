@@ -17,8 +17,9 @@ query scores about the same, however poor the match). None of them says how good
 Each mode maps these through a logistic curve, ``1 / (1 + exp(-(b + w·x)))``, fitted by
 ``benchmarks/calibrate.py`` on the judged queries of five BEIR collections (SciFact, Cranfield,
 CISI, Medline, ADI) with the bundled all-MiniLM-L6-v2 model, each hit weighing the same. A
-relevance of 0.8 means that, over those collections, about 80% of hits with those signals were
-judged relevant. Documents nobody judged count as not relevant, as trec_eval counts them; and a
+relevance of 0.6 means that, over those collections, about 60% of hits with those signals were
+judged relevant (above about 0.7 there are few hits, and fewer were relevant than the value says).
+Documents nobody judged count as not relevant, as trec_eval counts them; and a
 collection with many relevant documents per query (Medline) is under-estimated while one with
 one or two (SciFact) is over-estimated: docs/quality.md#relevance has the reliability tables,
 each collection checked with curves fitted on the other four. It is read from the hit itself and
