@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from semsearch.fts import RowTokens, TermStatistics
+from semsearch.fts import RowTokens, TermStatistics, quoted
 
 K1 = 1.2  # FTS5's bm25() constants
 B = 0.75
@@ -60,11 +60,24 @@ def part(word_idf: float, frequency: float, length: int, average_length: float) 
 def weightless(words: Sequence[str], stats: TermStatistics) -> set[str]:
     """The words found in at least half the rows: BM25 gives them no weight (IDF clamped to
     1e-6), so they cannot change a ranking, yet matching one means scoring most of the index."""
-    return {
-        word
-        for word in words
-        if stats.tokens.get(word) and min(stats.rows_with.get(token, 0) for token in stats.tokens[word]) * 2 >= stats.rows
-    }
+    return {word for word in words if (held := rows_holding(word, stats)) is not None and held * 2 >= stats.rows}
+
+
+def rows_holding(word: str, stats: TermStatistics) -> int | None:
+    """How many rows hold the word (for a phrase, its rarest token, an upper bound); ``None`` for
+    a word with no tokens."""
+    if word in stats.rows_with and not stats.tokens.get(word):  # a prefix word: FTS5 counted its rows
+        return stats.rows_with[word]
+    if not stats.tokens.get(word):
+        return None
+    return min(stats.rows_with.get(token, 0) for token in stats.tokens[word])
+
+
+def whole_query_score(words: Sequence[str], stats: TermStatistics) -> float:
+    """The BM25 score of a row of average length holding each word once (in one column of weight
+    1): the sum of the words' IDFs. A row's score over this is how much of the query it holds,
+    whatever the query's length (see :mod:`semsearch.relevance`)."""
+    return sum(idf(stats.rows, held) for word in words if (held := rows_holding(word, stats)) is not None)
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,8 @@ class Split:
 
 def plan(words: Sequence[str], stats: TermStatistics) -> Split | None:
     """How to split a query, or ``None`` when FTS5 alone is as cheap or the split would not be
-    exact (a word FTS5 reads as more than one token is a phrase, which is not scored per token)."""
+    exact (a word FTS5 reads as more than one token is a phrase, which is not scored per token;
+    a prefix word has no single token either)."""
     if len(words) < 2 or stats.rows <= 0:
         return None
     if any(len(stats.tokens.get(word, ())) != 1 for word in words):
@@ -105,7 +119,7 @@ def score_rows(
 ) -> Ranked | None:
     """FTS5's BM25 of the query for just these rows (those holding none of its words left out),
     best first, read from the rows themselves instead of matching the whole table; ``None`` when
-    a word is a phrase to FTS5 (more than one token)."""
+    a word is not one token to FTS5 (a phrase, or a prefix word)."""
     if any(len(stats.tokens.get(word, ())) != 1 for word in words):
         return None
     tokens = list(dict.fromkeys(stats.tokens[word][0] for word in words))
@@ -151,5 +165,6 @@ def shortcut(split: Split, limit: int, *, search: Callable[[str, int], Ranked]) 
 
 
 def match_expression(words: Sequence[str]) -> str:
-    """An FTS5 query matching any of the words; each is quoted so no word is read as syntax."""
-    return " OR ".join('"' + word.replace('"', '""') + '"' for word in words)
+    """An FTS5 query matching any of the words; each is quoted so no word is read as syntax
+    (a prefix word, ``猫*``, becomes FTS5's prefix query ``"猫"*``)."""
+    return " OR ".join(quoted(word) for word in words)

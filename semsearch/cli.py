@@ -180,6 +180,8 @@ def _print_summary(summary, directory: Path, verbose: bool) -> None:
 @click.option("-d", "--group-by-document", is_flag=True, help="Each document once, with its best chunk.")
 @click.option("--rerank", is_flag=True, help="Rerank the top 50 with a local cross-encoder (needs --rerank-model).")
 @click.option("--rerank-model", metavar="PATH", help="Folder of a local sentence-transformers cross-encoder.")
+@click.option("--min-score", type=click.FloatRange(0.0, 1.0), metavar="0..1",
+              help="Leave out hits whose relevance is below this (e.g. 0.5).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits.")
 @click.option("--local", is_flag=True,
               help="Search in this process even when a `semsearch serve` of the index is running.")
@@ -187,10 +189,12 @@ def _print_summary(summary, directory: Path, verbose: bool) -> None:
 @reports_errors
 def search_command(settings: Settings, query: str, index_dir: str | None, limit: int, mode: str,
                    path_glob: str | None, types: tuple[str, ...], meta: tuple[str, ...],
-                   group_by_document: bool, rerank: bool, rerank_model: str | None, as_json: bool,
-                   local: bool) -> None:
+                   group_by_document: bool, rerank: bool, rerank_model: str | None, min_score: float | None,
+                   as_json: bool, local: bool) -> None:
     """Ask the index a question in plain words.
 
+    Each hit is shown with its relevance, from 0 to 1: about how often a hit like it was judged
+    relevant when semsearch was calibrated (0.6: about 60% of the time; see docs/quality.md).
     If a `semsearch serve` of the same index is running on this machine, the search is sent to
     it (no model to load here: a tenth of the time); --local searches in this process anyway.
     """
@@ -207,13 +211,14 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
 
         forwarded = client.search(index_dir or settings.index or default_index_dir(), query, limit=limit,
                                   mode=mode, path=path_glob, types=types, metadata=metadata,
-                                  group_by_document=group_by_document)
+                                  group_by_document=group_by_document, min_score=min_score)
     if forwarded is not None:
         hits = [Hit.from_dict(item) for item in forwarded]
     else:
         with _open(settings, index_dir, create=False) as engine:
             hits = engine.search(query, limit=limit, mode=mode, path=path_glob, types=types,
-                                 metadata=metadata, group_by_document=group_by_document, reranker=reranker)
+                                 metadata=metadata, group_by_document=group_by_document, reranker=reranker,
+                                 min_score=min_score)
     if as_json:
         click.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
         return
@@ -277,7 +282,8 @@ def _print_hits(hits, query: str) -> None:
 
     for hit in hits:
         where = location(display_path(hit.path), hit.start_line, hit.page)
-        click.echo(f"{hit.rank:>2}. {hit.score:.3f}  " + click.style(where, fg="cyan") + f"  {hit.title}")
+        value = hit.score if hit.relevance is None else hit.relevance  # (similar: the cosine)
+        click.echo(f"{hit.rank:>2}. {value:.3f}  " + click.style(where, fg="cyan") + f"  {hit.title}")
         click.echo("    " + snippet(hit.text, query, emphasise=emphasise))
         click.echo()
 

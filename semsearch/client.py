@@ -32,6 +32,7 @@ def search(
     types: Sequence[str] = (),
     metadata: Mapping[str, str] | None = None,
     group_by_document: bool = False,
+    min_score: float | None = None,
 ) -> list[dict[str, Any]] | None:
     """The hits a server of ``index_dir`` returns for this search, or ``None`` to search locally."""
     server = rendezvous.find(index_dir)
@@ -44,6 +45,8 @@ def search(
     params += [("meta", f"{key}={value}") for key, value in (metadata or {}).items()]
     if group_by_document:
         params.append(("group", "true"))
+    if min_score is not None:
+        params.append(("min_score", repr(float(min_score))))
     found = _get(server, "/search?" + urlencode(params))
     return found if isinstance(found, list) else None
 

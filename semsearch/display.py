@@ -9,7 +9,8 @@ import os
 import re
 from collections.abc import Callable, Sequence
 
-from semsearch.retrieval import keyword_terms
+from semsearch import cjk
+from semsearch.words import keyword_terms
 from semsearch.types import IndexProgress
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -30,20 +31,24 @@ def snippet(
     width: int = 240,
     emphasise: Callable[[str], str] = lambda word: word,
 ) -> str:
-    """The ``width``-character window of ``text`` with the most query words, words emphasised."""
+    """The ``width``-character window of ``text`` with the most query words, words emphasised.
+
+    Chinese, Japanese and Korean have no spaces to find words by: there every stretch of text
+    made of the query's bigrams (as keyword search matches them) is emphasised.
+    """
     # Paragraphs (and a heading from the text below it) stay apart with a visible separator;
     # reST/Markdown adornment lines (=====, -----) are noise in a one-line snippet.
     text = _ADORNMENT.sub("", text)
     flat = " · ".join(" ".join(part.split()) for part in _PARAGRAPH_BREAK.split(text) if part.strip())
-    keys = {_stem_key(term) for term in keyword_terms(query)}
-    matches = [m for m in _WORD.finditer(flat) if _stem_key(m.group()) in keys]
+    find = _query_spans(query)
+    matches = find(flat)
     start = 0
     if matches and len(flat) > width:
         best_count = -1
-        for first in matches:
-            count = sum(1 for m in matches if first.start() <= m.start() < first.start() + width)
+        for first, _ in matches:
+            count = sum(1 for m, _ in matches if first <= m < first + width)
             if count > best_count:
-                best_count, start = count, first.start()
+                best_count, start = count, first
         start = max(0, min(start - width // 6, len(flat) - width))
         # Do not start in the middle of a word.
         if start > 0:
@@ -54,8 +59,36 @@ def snippet(
         space = flat.rfind(" ", start, end)
         end = space if space > start + width // 2 else end
     window = flat[start:end]
-    marked = _WORD.sub(lambda m: emphasise(m.group()) if _stem_key(m.group()) in keys else m.group(), window)
+    pieces, last = [], 0
+    for first, after in find(window):
+        pieces += [window[last:first], emphasise(window[first:after])]
+        last = after
+    marked = "".join(pieces) + window[last:]
     return ("…" if start > 0 else "") + marked + ("…" if end < len(flat) else "")
+
+
+def _query_spans(query: str) -> Callable[[str], list[tuple[int, int]]]:
+    """A function giving the (start, end) spans of a text to emphasise for ``query``, in order:
+    words sharing a query word's stem key, and CJK stretches covered by the query's bigrams."""
+    terms = keyword_terms(query)
+    keys = {_stem_key(term) for term in terms if not cjk.has_cjk(term)}
+    pieces = sorted({term.rstrip("*") for term in terms if cjk.has_cjk(term)}, key=len, reverse=True)
+    # A lookahead finds every occurrence, overlapping ones too (数据 and 据库 in 数据库).
+    overlapping = re.compile("(?=(" + "|".join(map(re.escape, pieces)) + "))") if pieces else None
+
+    def spans(text: str) -> list[tuple[int, int]]:
+        found = [m.span() for m in _WORD.finditer(text) if _stem_key(m.group()) in keys]
+        if overlapping is not None:
+            found += [(m.start(), m.start() + len(m.group(1))) for m in overlapping.finditer(text)]
+        merged: list[tuple[int, int]] = []
+        for first, after in sorted(found):
+            if merged and first <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], after))
+            else:
+                merged.append((first, after))
+        return merged
+
+    return spans
 
 
 def human_size(size: int) -> str:

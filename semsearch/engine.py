@@ -47,6 +47,7 @@ from semsearch.locking import WriteLock
 from semsearch.onnx_embedder import OnnxEmbedder
 from semsearch.onnx_export import export_query_model, query_model_dir
 from semsearch.reader import ReadLimits
+from semsearch.relevance import relevance as estimate_relevance
 from semsearch.retrieval import FusionSettings, Ranked, Reranker, Retriever, rerank
 from semsearch.store import DATABASE_NAME, Store
 from semsearch.types import (
@@ -413,19 +414,25 @@ class Engine:
         group_by_document: bool = False,
         vector: np.ndarray | None = None,
         reranker: Reranker | None = None,
+        min_score: float | None = None,
     ) -> list[Hit]:
         """The ``limit`` best chunks for ``query`` (or best documents, one chunk each, with
         ``group_by_document``). Filters apply before ranking: ``path`` glob, ``types`` extensions
         or formats, ``metadata`` equalities. ``vector`` is the query's embedding if the caller
         already has it (e.g. embedded many queries in one batch); it must come from this index's
         model. ``reranker`` (e.g. :func:`semsearch.embedder.load_reranker`) reorders the top
-        :data:`RERANK_DEPTH` results by its own score, which then becomes the hit's score."""
+        :data:`RERANK_DEPTH` results by its own score, which then becomes the hit's score.
+
+        Every hit has a ``relevance`` in [0, 1] (see :mod:`semsearch.relevance`); ``min_score``
+        leaves out those of the ``limit`` best whose relevance is below it."""
         if not query or not query.strip():
             raise EmptyQueryError("the query is empty; say what you are looking for")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        if min_score is not None and not 0.0 <= min_score <= 1.0:
+            raise ValueError(f"min_score must be between 0 and 1 (a relevance), not {min_score}")
         self._ready_to_search()  # refreshes once per search: every part of it sees the same revision
         where = SearchFilter(
             path=path, types=tuple(types), metadata=tuple(sorted((metadata or {}).items()))
@@ -438,7 +445,12 @@ class Engine:
             rows = self._store.chunk_rows([chunk_id for chunk_id, _ in ranked])
             passages = {chunk_id: f"{row.title}\n{row.text}" for chunk_id, row in rows.items()}
             ranked = rerank(reranker, query.strip(), ranked, passages, depth=depth)
-        return self._hits(ranked[:limit])
+        ranked = ranked[:limit]
+        signals = retriever.signals(query.strip(), mode, [chunk_id for chunk_id, _ in ranked])
+        relevance = {chunk_id: estimate_relevance(mode, signals[chunk_id]) for chunk_id, _ in ranked}
+        if min_score is not None:
+            ranked = [(chunk_id, score) for chunk_id, score in ranked if relevance[chunk_id] >= min_score]
+        return self._hits(ranked, relevance)
 
     def _rank(
         self, retriever: Retriever, query: str, limit: int, mode: Mode, where: SearchFilter, group: bool
@@ -607,7 +619,7 @@ class Engine:
             raise EmptyQueryError("the text has no words to compare; give the text to find documents like")
         return model.embed([draft.text for draft in drafts])
 
-    def _hits(self, ranked: Ranked) -> list[Hit]:
+    def _hits(self, ranked: Ranked, relevance: Mapping[int, float] | None = None) -> list[Hit]:
         """Ranked chunks joined back to their documents (chunks deleted meanwhile drop out)."""
         rows = self._store.chunk_rows([chunk_id for chunk_id, _ in ranked])
         hits: list[Hit] = []
@@ -620,6 +632,7 @@ class Engine:
                     rank=len(hits) + 1, score=score, chunk_id=chunk_id, document_id=row.document_id,
                     path=row.path, title=row.title, text=row.text, start_line=row.start_line,
                     end_line=row.end_line, page=row.page, format=row.format, metadata=row.metadata,
+                    relevance=None if relevance is None else relevance[chunk_id],
                 )
             )
         return hits

@@ -10,6 +10,11 @@ it can prove the answer is the same; it needs the parts of the score this module
   each token (the ``fts5vocab`` view of the table);
 - for a few rows, their length in tokens (``chunk_fts_docsize``) and how often each token occurs
   in each column, found by tokenising those rows again in a scratch FTS5 table.
+
+What the table indexes is each chunk's context and text as :func:`semsearch.cjk.keyword_text`
+writes them (CJK runs as bigrams; any other text as it is): the view ``chunk_fts_source`` is its
+external content, and the triggers that keep it in step call that function, which
+:func:`prepare_connection` registers on every connection as ``keyword_text``.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, column, func, literal_column, select, table, text
 
+from semsearch import cjk
 from semsearch.filters import filter_conditions
 from semsearch.schema import chunks, documents
 from semsearch.types import SearchFilter
 
 TOKENIZER = "porter unicode61 remove_diacritics 2"  # as migration 0001 made chunk_fts
 COLUMNS = ("context", "text")  # chunk_fts's columns, in order (bm25 weights follow this order)
+SOURCE = "chunk_fts_source"  # the view chunk_fts indexes (migration 0006): chunks as keyword text
+KEYWORD_TEXT = "keyword_text"  # the SQL function the view and the triggers call
 _AVERAGES_ROWID = 1  # FTS5 keeps the row count and per-column token totals in this %_data row
 
 
@@ -35,7 +43,7 @@ class TermStatistics:
     rows: int  # rows in the table
     average_length: float  # tokens per row, all columns together
     tokens: dict[str, tuple[str, ...]]  # each query word's tokens, as FTS5 indexed them
-    rows_with: dict[str, int]  # each of those tokens: how many rows hold it
+    rows_with: dict[str, int]  # each of those tokens (and each prefix word): how many rows hold it
 
 
 @dataclass(frozen=True)
@@ -47,8 +55,10 @@ class RowTokens:
 
 
 def prepare_connection(cursor) -> None:
-    """Scratch tables of one connection (in memory): query words and candidate rows tokenised
-    exactly as chunk_fts tokenises, and the vocabularies of both."""
+    """The ``keyword_text`` function, and scratch tables of one connection (in memory): query
+    words and candidate rows tokenised exactly as chunk_fts tokenises, and the vocabularies of both."""
+    # Deterministic: SQLite may then use it in indexes and views, and call it once per value.
+    cursor.connection.create_function(KEYWORD_TEXT, 1, cjk.keyword_text, deterministic=True)
     cursor.execute(f"CREATE VIRTUAL TABLE temp.query_words USING fts5(word, tokenize='{TOKENIZER}')")
     cursor.execute("CREATE VIRTUAL TABLE temp.query_terms USING fts5vocab(temp, 'query_words', 'instance')")
     cursor.execute("CREATE VIRTUAL TABLE temp.chunk_terms USING fts5vocab(main, 'chunk_fts', 'row')")
@@ -99,24 +109,32 @@ def statistics(connection: Connection, words: Sequence[str], known: Mapping[str,
 
     Counting the rows that hold a token reads its whole posting list (about 75 ns a row, so 70 ms
     for a word in most of a million chunks); ``known`` counts (of the same revision) are reused.
+
+    A prefix word (a single CJK character, ``"猫*"``) stands for every token that starts with it,
+    which FTS5 expands itself: it has no tokens here, and ``rows_with`` counts the rows matching
+    it under the word itself.
     """
     rows, total_tokens = _averages(connection)
+    plain = [word for word in words if not cjk.is_prefix(word)]
     connection.exec_driver_sql("DELETE FROM temp.query_words")
-    if words:
+    if plain:
         connection.exec_driver_sql(
-            "INSERT INTO temp.query_words(rowid, word) VALUES (?, ?)", list(enumerate(words, start=1))
+            "INSERT INTO temp.query_words(rowid, word) VALUES (?, ?)", list(enumerate(plain, start=1))
         )
     found = connection.exec_driver_sql("SELECT doc, term FROM temp.query_terms ORDER BY doc, offset").all()
     connection.commit()
     tokens: dict[str, list[str]] = {word: [] for word in words}
     for position, token in found:
-        tokens[words[int(position) - 1]].append(token)
+        tokens[plain[int(position) - 1]].append(token)
     known = known or {}
     rows_with = {token: known[token] for _, token in found if token in known}
     unknown = list(dict.fromkeys(token for _, token in found if token not in known))
     for token in unknown:  # one lookup each: fts5vocab answers "term = ?" without a scan of the vocabulary
         count = connection.exec_driver_sql("SELECT doc FROM temp.chunk_terms WHERE term = ?", (token,)).scalar()
         rows_with[token] = int(count or 0)
+    for word in words:
+        if cjk.is_prefix(word):
+            rows_with[word] = known[word] if word in known else _rows_matching(connection, word)
     average = total_tokens / rows if rows else 0.0
     return TermStatistics(rows, average, {word: tuple(t) for word, t in tokens.items()}, rows_with)
 
@@ -137,7 +155,7 @@ def row_tokens(connection: Connection, ids: Sequence[int], tokens: Sequence[str]
         ).all():
             lengths[int(row_id)] = sum(_varints(sizes))
         texts = connection.exec_driver_sql(
-            f"SELECT id, {', '.join(COLUMNS)} FROM chunks WHERE id IN ({marks})", tuple(part)
+            f"SELECT id, {', '.join(COLUMNS)} FROM {SOURCE} WHERE id IN ({marks})", tuple(part)
         ).all()
         if texts:  # (inserting fetched rows measured 1.5x faster than INSERT ... SELECT)
             connection.exec_driver_sql(
@@ -159,6 +177,20 @@ def row_tokens(connection: Connection, ids: Sequence[int], tokens: Sequence[str]
         row_id: RowTokens(lengths[row_id], {token: tuple(c) for token, c in counts[row_id].items()})
         for row_id in lengths
     }
+
+
+def quoted(word: str) -> str:
+    """One query word as an FTS5 string, quoted so it is never read as syntax; a prefix word
+    (``猫*``) as FTS5's prefix query (``"猫"*``)."""
+    if cjk.is_prefix(word):
+        return quoted(word[:-1]) + "*"
+    return '"' + word.replace('"', '""') + '"'
+
+
+def _rows_matching(connection: Connection, word: str) -> int:
+    """How many rows FTS5 finds for one query word (its IDF counts these rows)."""
+    statement = "SELECT count(*) FROM chunk_fts WHERE chunk_fts MATCH ?"
+    return int(connection.exec_driver_sql(statement, (quoted(word),)).scalar() or 0)
 
 
 def _averages(connection: Connection) -> tuple[int, int]:

@@ -55,9 +55,15 @@ def format_hits(hits: list[Hit], heading: str) -> str:
         title = f" — {hit.title}" if hit.title else ""
         parts.append(
             f"[{hit.rank}] {where(hit.path, hit.start_line, hit.end_line, hit.page)}{title} "
-            f"(document {hit.document_id}, score {hit.score:.3f})\n{text}"
+            f"(document {hit.document_id}, {_strength(hit)})\n{text}"
         )
     return "\n\n".join(parts)
+
+
+def _strength(hit: Hit) -> str:
+    if hit.relevance is None:  # similar(): the cosine to the document
+        return f"score {hit.score:.3f}"
+    return f"relevance {hit.relevance:.2f}"
 
 
 def format_document(document: Document, *, start_line: int, max_chars: int) -> str:
@@ -109,11 +115,13 @@ def build(engine: Engine):
         ] = "hybrid",
         path: Annotated[str | None, Field(max_length=MAX_QUERY_CHARS, description="Only paths matching this glob, e.g. *.md or docs/*.")] = None,
         type: Annotated[list[str] | None, Field(max_length=20, description="Only these file types, e.g. [\"pdf\", \"md\"].")] = None,  # noqa: A002
+        min_score: Annotated[float | None, Field(ge=0.0, le=1.0, description="Leave out passages whose relevance (0 to 1) is below this.")] = None,
     ) -> str:
         """Search the user's indexed documents. Returns the best passages, each headed by
-        path:line to cite and by its document id (for get_document and similar)."""
+        path:line to cite, by its document id (for get_document and similar) and by its
+        relevance (0 to 1: about how often a passage like it was judged relevant)."""
         with reported():
-            hits = engine.search(query, limit=limit, mode=mode, path=path, types=type or ())
+            hits = engine.search(query, limit=limit, mode=mode, path=path, types=type or (), min_score=min_score)
         return format_hits(hits, f"Results for {query!r} ({mode})")
 
     @server.tool(structured_output=False)

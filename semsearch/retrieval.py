@@ -13,7 +13,6 @@ cross-encoder can rerank the fused top (:class:`Reranker`); none ships with sems
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,9 +24,11 @@ import numpy as np
 from semsearch import bm25
 from semsearch.bm25 import match_expression
 from semsearch.fts import TermStatistics
+from semsearch.relevance import Signals
 from semsearch.store import Store
 from semsearch.types import Mode, SearchFilter
 from semsearch.vector_store import VectorStore
+from semsearch.words import STOPWORDS, keyword_terms  # noqa: F401 - part of this module's API
 
 Ranked = list[tuple[int, float]]
 # A filter passing at most this many chunks is searched exactly over the chunks it allows.
@@ -36,19 +37,6 @@ POST_FILTER_DEPTH = 4  # first try: this many times the wanted results, filtered
 FusionMethod = Literal["convex", "rrf"]
 Normalisation = Literal["minmax", "zscore"]
 
-# FTS5's unicode61 tokenizer splits on anything that is not a letter, digit or private-use
-# character; underscores split words there too, so they do here.
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-# Common English function words: they carry no topic and only slow BM25 down.
-STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being
-    below between both but by can could did do does doing down during each few for from further had
-    has have having he her here hers herself him himself his how i if in into is it its itself just
-    me more most my myself no nor not now of off on once only or other our ours ourselves out over
-    own same she should so some such than that the their theirs them themselves then there these
-    they this those through to too under until up very was we were what when where which while who
-    whom why will with would you your yours yourself yourselves""".split()
-)
 
 
 @dataclass(frozen=True)
@@ -88,21 +76,6 @@ class FusionSettings:
             raise ValueError("feedback_depth and feedback_weight must not be negative")
 
 
-# -- keyword queries ----------------------------------------------------------------------------
-
-
-def keyword_terms(query: str) -> list[str]:
-    """The words of a query that keyword search looks for, lower-cased and each once.
-
-    English stopwords are dropped unless nothing else is left. Words are split the way FTS5's
-    unicode61 tokenizer splits them (letters and digits of any script), so Greek, Cyrillic or
-    accented words pass through whole.
-    """
-    words = [word.lower() for word in _WORD.findall(query)]
-    content = [word for word in words if word not in STOPWORDS]
-    return list(dict.fromkeys(content or words))
-
-
 # -- fusion -------------------------------------------------------------------------------------
 
 
@@ -130,6 +103,16 @@ def normaliser(ranked: Ranked, method: Normalisation) -> Callable[[float], float
         return lambda score: (score - low) / span if span > 0 else 1.0
     mean, spread = float(scores.mean()), float(scores.std())
     return lambda score: (score - mean) / spread if spread > 0 else 0.0
+
+
+def keyword_window(keyword: Ranked, size: int) -> Ranked:
+    """The BM25 scores hybrid search normalises over: the best ``size`` of *all* chunks, as for
+    the semantic side. Chunks holding no query word score 0, so a query matching fewer chunks
+    than that fills the window with zeros; without them a query matching one chunk (a rare
+    word, a name, a word in Chinese) would have no spread to scale by, and its match would
+    weigh nothing against the semantic side."""
+    window = keyword[:size]
+    return window + [(-1, 0.0)] * (size - len(window))
 
 
 def convex_fusion(
@@ -196,15 +179,59 @@ class Retriever:
         self._embed_query = embed_query
         self._query_vectors: dict[str, np.ndarray] = {}
         self._fed: set[str] = set()  # queries whose vector feedback has moved
+        self._unmoved: dict[str, np.ndarray] = {}  # and their own vectors
         self._terms: dict[str, tuple[list[str], TermStatistics | None]] = {}
+        # Cosines and BM25 scores this retriever has computed, per query (read by signals()).
+        self._cosines: dict[str, dict[int, float]] = {}
+        self._keyword_scores: dict[str, dict[int, float]] = {}
+        self._fused: dict[str, dict[int, float]] = {}  # hybrid's scores, default fusion only
         self.settings = settings or FusionSettings()
 
     def rank(self, query: str, depth: int, mode: Mode, where: SearchFilter) -> Ranked:
         if mode == "semantic":
-            return self.semantic(query, depth, where)
+            ranked = self.semantic(query, depth, where)
+            self._cosines.setdefault(query, {}).update(ranked)
+            return ranked
         if mode == "keyword":
-            return self.keyword(query, depth, where)
+            ranked = self.keyword(query, depth, where)
+            self._keyword_scores.setdefault(query, {}).update(ranked)
+            return ranked
         return self.hybrid(query, depth, where)
+
+    def signals(self, query: str, mode: Mode, ids: Sequence[int]) -> dict[int, Signals]:
+        """What each chunk's relevance is read from (see :mod:`semsearch.relevance`): its cosine
+        (semantic and hybrid), and its BM25 score as a share of the query's whole-query score
+        (keyword and hybrid); in hybrid search with the default fusion (convex, z-scores), its
+        fused score. Scores this retriever already computed are reused; the others are looked up
+        (stored vectors; the chunks' own tokens), never searched for; a fused score is known for
+        the chunks a hybrid search of this query ranked, and for no other."""
+        cosines = keyword_scores = None
+        if mode != "keyword":
+            cosines = self._cosines.setdefault(query, {})
+            missing = [chunk for chunk in ids if chunk not in cosines]
+            if missing:
+                cosines.update(self.semantic_scores(query, missing, unmoved=True))
+        share, words = 0.0, None
+        if mode != "semantic":
+            words = len(keyword_terms(query))
+            keyword_scores = self._keyword_scores.setdefault(query, {})
+            missing = [chunk for chunk in ids if chunk not in keyword_scores]
+            if missing:
+                found = dict(self.keyword(query, len(missing), SearchFilter(), only=missing))
+                keyword_scores.update({chunk: found.get(chunk, 0.0) for chunk in missing})
+            terms, stats = self._keyword_terms(query)
+            whole = bm25.whole_query_score(terms, stats) if stats is not None else 0.0
+            share = 1.0 / whole if whole > 0 else 0.0
+        fused = self._fused.get(query, {}) if mode == "hybrid" else {}
+        return {
+            chunk: Signals(
+                cosine=None if cosines is None else cosines.get(chunk, 0.0),
+                keyword_share=None if keyword_scores is None else keyword_scores.get(chunk, 0.0) * share,
+                query_words=words,
+                fused=fused.get(chunk),
+            )
+            for chunk in ids
+        }
 
     def _keyword_terms(self, query: str) -> tuple[list[str], TermStatistics | None]:
         """The query's words, less those in half the chunks or more (they weigh nothing in BM25
@@ -276,6 +303,7 @@ class Retriever:
         _found, vectors = self._store.vectors_of(np.asarray([chunk for chunk, _ in first[: settings.feedback_depth]]))
         if not len(vectors):
             return first[:depth]
+        self._unmoved[query] = self._vector(query)
         moved = self._vector(query) + settings.feedback_weight * vectors.mean(axis=0)
         norm = float(np.linalg.norm(moved))
         if not norm:
@@ -283,12 +311,14 @@ class Retriever:
         self._query_vectors[query] = (moved / norm).astype(np.float32)
         return self.semantic(query, depth, where)
 
-    def semantic_scores(self, query: str, ids: Sequence[int]) -> dict[int, float]:
-        """Cosine similarity of the query to these chunks, from their stored vectors (no search)."""
+    def semantic_scores(self, query: str, ids: Sequence[int], *, unmoved: bool = False) -> dict[int, float]:
+        """Cosine similarity of the query to these chunks, from their stored vectors (no search);
+        ``unmoved``: of the query's own vector, even where feedback has moved it."""
         found, vectors = self._store.vectors_of(np.asarray(ids, dtype=np.int64))
         if not len(found):
             return {}
-        return dict(zip(found.tolist(), (vectors @ self._vector(query)).tolist()))
+        vector = self._unmoved.get(query) if unmoved else None
+        return dict(zip(found.tolist(), (vectors @ (self._vector(query) if vector is None else vector)).tolist()))
 
     def keyword(self, query: str, depth: int, where: SearchFilter, *, only: Sequence[int] | None = None) -> Ranked:
         """Chunks by BM25 over their title and text, exactly as FTS5 ranks them.
@@ -366,13 +396,20 @@ class Retriever:
             semantic_scores.update(looked_up.result())
         for item in missing_keyword:
             keyword_scores.setdefault(item, 0.0)
-        return convex_fusion(
+        if query not in self._unmoved:  # relevance reads cosines to the query's own vector
+            self._cosines.setdefault(query, {}).update(semantic_scores)
+        self._keyword_scores.setdefault(query, {}).update(keyword_scores)
+        semantic_window = semantic[: settings.candidates]
+        fused = convex_fusion(
             semantic_scores,
             keyword_scores,
             semantic_weight=settings.semantic_weight,
-            semantic_scale=normaliser(semantic[: settings.candidates], settings.normalisation),
-            keyword_scale=normaliser(keyword[: settings.candidates], settings.normalisation),
-        )[:depth]
+            semantic_scale=normaliser(semantic_window, settings.normalisation),
+            keyword_scale=normaliser(keyword_window(keyword, len(semantic_window)), settings.normalisation),
+        )
+        if settings.normalisation == "zscore":  # the scale semsearch.relevance was fitted on
+            self._fused.setdefault(query, {}).update(fused)
+        return fused[:depth]
 
 
 _companion_pool: ThreadPoolExecutor | None = None

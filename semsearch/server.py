@@ -147,13 +147,19 @@ def create_app(engine: Engine, *, token: str | None = None, serialize: bool = Fa
         type: Types = [],  # noqa: A002, B006 - the query parameter's name; FastAPI copies defaults
         meta: Meta = [],  # noqa: B006
         group: Annotated[bool, Query(description="Each document once, with its best chunk.")] = False,
+        min_score: Annotated[
+            float | None, Query(ge=0.0, le=1.0, description="Leave out hits whose relevance (0 to 1) is below this.")
+        ] = None,
     ) -> JSONResponse:
-        """The best chunks for the question, each as `semsearch search --json` prints it."""
+        """The best chunks for the question, each as `semsearch search --json` prints it
+        (`relevance`: 0 to 1, about how often a hit like it was judged relevant; `score`: the
+        ranking's own number)."""
         filters = _metadata_filter(meta)
         _check_filters(type)
         with access:
             hits = engine.search(
-                q, limit=limit, mode=mode, path=path, types=type, metadata=filters, group_by_document=group
+                q, limit=limit, mode=mode, path=path, types=type, metadata=filters, group_by_document=group,
+                min_score=min_score,
             )
         return JSONResponse([hit.to_dict() for hit in hits])
 

@@ -47,7 +47,7 @@ from semsearch.schema import chunks, documents, segments, settings, tombstones
 from semsearch.types import ChunkDraft, Document, DocumentChunk, SearchFilter
 
 DATABASE_NAME = "semsearch.db"
-SCHEMA_HEAD = "0005"  # the newest migration in migrations/versions/
+SCHEMA_HEAD = "0006"  # the newest migration in migrations/versions/
 TOKEN_COUNTS_KEPT = 100_000  # keyword_statistics forgets its counts past this many tokens
 FILTERS_KEPT = 8  # filtered_chunk_ids remembers the chunk ids of this many filters
 BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another process's lock before failing

@@ -71,12 +71,17 @@ class Hit:
     page: int | None
     format: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    # How relevant the hit is, in [0, 1], comparable across queries (semsearch.relevance); None
+    # where it is not estimated ("more like this"). ``score`` is the ranking's own number.
+    relevance: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The hit as plain JSON-ready values: the shape of ``semsearch search --json`` and of
         the HTTP server's ``/search``."""
         return {
-            "rank": self.rank, "score": round(self.score, 6), "path": self.path, "title": self.title,
+            "rank": self.rank, "score": round(self.score, 6),
+            "relevance": None if self.relevance is None else round(self.relevance, 4),
+            "path": self.path, "title": self.title,
             "text": self.text, "chunk_id": self.chunk_id, "document_id": self.document_id,
             "start_line": self.start_line, "end_line": self.end_line, "page": self.page,
             "format": self.format, "metadata": self.metadata,
@@ -91,6 +96,7 @@ class Hit:
             text=str(data["text"]), start_line=int(data["start_line"]), end_line=int(data["end_line"]),
             page=None if data.get("page") is None else int(data["page"]), format=str(data["format"]),
             metadata=dict(data.get("metadata") or {}),
+            relevance=None if data.get("relevance") is None else float(data["relevance"]),
         )
 
 

@@ -3,7 +3,8 @@ rebuilt from SQLite? (``semsearch verify``)
 
 SQLite's documents and chunks, with their float32 vectors, are the source of truth. Everything
 else is derived and can be rebuilt without embedding anything: the vector segment files, the
-FTS5 keyword index, the ``document_meta`` filter rows. A check names what is wrong in a line a
+FTS5 keyword index (which holds the chunks as ``keyword_text`` writes them, CJK runs as bigrams:
+FTS5 checks and rebuilds it from the view ``chunk_fts_source``), the ``document_meta`` filter rows. A check names what is wrong in a line a
 person can act on; ``repair`` rebuilds what is derived and reports what it did. Damage to the
 source of truth itself (SQLite's own integrity check, a vector of the wrong size) cannot be
 repaired here: the message says to index the folder again.

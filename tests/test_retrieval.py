@@ -15,6 +15,7 @@ from semsearch.retrieval import (
     FusionSettings,
     convex_fusion,
     keyword_terms,
+    keyword_window,
     match_expression,
     normaliser,
     reciprocal_rank_fusion,
@@ -38,7 +39,7 @@ def test_keyword_terms_keep_stopwords_when_nothing_else_is_left():
         ("Война и мир", ["война", "и", "мир"]),
         ("φωτοσύνθεση φυτά", ["φωτοσύνθεση", "φυτά"]),
         ("café crème brûlée", ["café", "crème", "brûlée"]),
-        ("東京 タワー", ["東京", "タワー"]),
+        ("東京 タワー", ["東京", "タワ", "ワー"]),  # CJK as bigrams (semsearch/cjk.py)
         ("snake_case names", ["snake", "case", "names"]),
         ("C++ & co-op: 3.14", ["c", "co", "op", "3", "14"]),
     ],
@@ -94,6 +95,16 @@ def test_normalisers_of_constant_or_empty_rankings_do_not_divide_by_zero():
     assert normaliser([(1, 2.0), (2, 2.0)], "minmax")(2.0) == 1.0
     assert normaliser([(1, 2.0), (2, 2.0)], "zscore")(2.0) == 0.0
     assert normaliser([], "zscore")(5.0) == 0.0
+
+
+def test_a_keyword_ranking_shorter_than_the_window_is_filled_with_zeros():
+    """Chunks holding no query word score 0 in BM25, so a lone match stands out from them instead
+    of having no spread to be scaled by (a rare name, a Chinese word)."""
+    window = keyword_window([(7, 3.5)], 4)
+    assert [score for _, score in window] == [3.5, 0.0, 0.0, 0.0]
+    scale = normaliser(window, "zscore")
+    assert scale(3.5) > 1.5 and scale(0.0) < 0
+    assert keyword_window([(1, 2.0), (2, 1.0)], 1) == [(1, 2.0)]
 
 
 def test_convex_fusion_weights_normalised_scores():
@@ -222,7 +233,7 @@ def test_hybrid_scores_chunks_found_by_one_side_with_their_real_other_score(engi
     semantic_top = retriever.semantic("bread oven", 2, SearchFilter())
     keyword_top = retriever.keyword("bread oven", 2, SearchFilter())
     s_scale = normaliser(semantic_top, retriever.settings.normalisation)
-    k_scale = normaliser(keyword_top, retriever.settings.normalisation)
+    k_scale = normaliser(keyword_window(keyword_top, len(semantic_top)), retriever.settings.normalisation)
     for chunk, score in fused:
         weight = retriever.settings.semantic_weight
         expected = weight * s_scale(semantic[chunk]) + (1 - weight) * k_scale(keyword.get(chunk, 0.0))

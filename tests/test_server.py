@@ -81,6 +81,15 @@ def test_search_filters(fake_server):
     assert fake_server.get("/search", params={"q": "tomatoes", "meta": "encoding=nope"}).json() == []
 
 
+def test_every_hit_has_a_relevance_and_min_score_keeps_the_relevant_ones(fake_server):
+    hits = fake_server.get("/search", params={"q": "tomatoes sun", "limit": 5}).json()
+    assert len(hits) == 5 and all(0.0 <= hit["relevance"] <= 1.0 for hit in hits)
+    floor = sorted(hit["relevance"] for hit in hits)[2]
+    kept = fake_server.get("/search", params={"q": "tomatoes sun", "limit": 5, "min_score": floor}).json()
+    assert [hit["chunk_id"] for hit in kept] == [hit["chunk_id"] for hit in hits if hit["relevance"] >= floor]
+    assert [hit["rank"] for hit in kept] == list(range(1, len(kept) + 1))
+
+
 def test_documents_similar_and_status(fake_server, fake_index):
     _, notes = fake_index
     hit = fake_server.get("/search", params={"q": "tides moon oceans", "limit": 1}).json()[0]
@@ -118,6 +127,8 @@ def test_openapi_and_pages_are_served_locally(fake_server):
         ("/search", {"q": "x", "limit": 0}, 422, "limit"),
         ("/search", {"q": "x", "limit": 101}, 422, "less than or equal to 100"),
         ("/search", {"q": "x", "mode": "magic"}, 422, "mode"),
+        ("/search", {"q": "x", "min_score": 1.5}, 422, "min_score: Input should be less than or equal to 1"),
+        ("/search", {"q": "x", "min_score": "high"}, 422, "min_score"),
         ("/search", {"q": "x", "meta": "novalue"}, 400, "KEY=VALUE"),
         ("/search", {"q": "   "}, 400, "the query is empty"),
         ("/documents/999999", {}, 404, "no document with id 999999"),

@@ -23,17 +23,50 @@ function stemKey(word) {
   return word.length > 5 ? word.slice(0, 5) : word;
 }
 
+// Chinese, Japanese and Korean runs, as semsearch/cjk.py finds them: no spaces between words, so
+// what is marked there is every stretch made of the query's pairs of characters.
+const CJK_RUN = /[\u1100-\u11ff\u3005-\u3007\u3040-\u3098\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u3100-\u312f\u31a0-\u31bf\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff66-\uffdc\u{20000}-\u{3134f}]+/gu;
+
+// What to mark for a query: stem keys of its words, and the character pairs of its CJK runs.
 function queryKeys(query) {
   const words = (query.match(WORD) || []).map((w) => w.toLowerCase());
   const content = words.filter((w) => !STOPWORDS.has(w));
-  return new Set((content.length ? content : words).map(stemKey));
+  const keys = new Set();
+  const pieces = new Set();
+  for (const word of content.length ? content : words) {
+    for (const run of word.match(CJK_RUN) || []) {
+      const chars = [...run];
+      if (chars.length === 1) pieces.add(run);
+      for (let i = 0; i + 1 < chars.length; i++) pieces.add(chars[i] + chars[i + 1]);
+    }
+    for (const rest of word.replace(CJK_RUN, " ").split(" ")) if (rest) keys.add(stemKey(rest));
+  }
+  return { keys, pieces };
+}
+
+// The [start, end) stretches of text to mark, in order, overlapping ones merged.
+function spans(text, query) {
+  const found = [];
+  for (const match of text.matchAll(WORD)) {
+    if (query.keys.has(stemKey(match[0]))) found.push([match.index, match.index + match[0].length]);
+  }
+  for (const piece of query.pieces) {
+    for (let at = text.indexOf(piece); at >= 0; at = text.indexOf(piece, at + 1)) found.push([at, at + piece.length]);
+  }
+  found.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const merged = [];
+  for (const [start, end] of found) {
+    const last = merged[merged.length - 1];
+    if (last && start <= last[1]) last[1] = Math.max(last[1], end); else merged.push([start, end]);
+  }
+  return merged;
 }
 
 // The SNIPPET_WIDTH-character window of text with the most query words.
-function snippetWindow(text, keys) {
+function snippetWindow(text, query) {
   const flat = text.split(/\n\s*\n/).map((p) => p.split(/\s+/).join(" ").trim()).filter(Boolean).join(" · ");
   if (flat.length <= SNIPPET_WIDTH) return { text: flat, before: false, after: false };
-  const matches = [...flat.matchAll(WORD)].filter((m) => keys.has(stemKey(m[0]))).map((m) => m.index);
+  const matches = spans(flat, query).map((span) => span[0]);
   let start = 0;
   let best = -1;
   for (const first of matches) {
@@ -54,16 +87,15 @@ function snippetWindow(text, keys) {
 }
 
 // Text as DOM nodes, each query word wrapped in <mark> (never innerHTML: the text is the user's).
-function marked(text, keys) {
+function marked(text, query) {
   const fragment = document.createDocumentFragment();
   let last = 0;
-  for (const match of text.matchAll(WORD)) {
-    if (!keys.has(stemKey(match[0]))) continue;
-    fragment.append(text.slice(last, match.index));
+  for (const [start, end] of spans(text, query)) {
+    fragment.append(text.slice(last, start));
     const mark = document.createElement("mark");
-    mark.textContent = match[0];
+    mark.textContent = text.slice(start, end);
     fragment.append(mark);
-    last = match.index + match[0].length;
+    last = end;
   }
   fragment.append(text.slice(last));
   return fragment;
@@ -107,7 +139,8 @@ function showResults(hits, heading, query) {
     list.append(element("li", { className: "hit" },
       element("h3", {}, element("a", { href: open, className: "open" }, hit.title || hit.path)),
       element("div", { className: "location" }, whereOf(hit), " ",
-        element("span", { className: "score" }, `score ${hit.score.toFixed(3)}`)),
+        element("span", { className: "score" },
+          hit.relevance != null ? `relevance ${hit.relevance.toFixed(2)}` : `score ${hit.score.toFixed(3)}`)),
       element("p", { className: "snippet" }, part.before ? "…" : "", marked(part.text, keys), part.after ? "…" : ""),
       element("div", { className: "actions" },
         element("a", { href: open }, "Open"),

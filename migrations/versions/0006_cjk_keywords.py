@@ -1,0 +1,71 @@
+"""Keyword search in Chinese, Japanese and Korean: chunk_fts indexes CJK runs as bigrams.
+
+``chunk_fts`` now takes its external content from the view ``chunk_fts_source``, which is each
+chunk's context and text passed through ``keyword_text()`` (semsearch.cjk.keyword_text, which
+every semsearch connection registers): a run of CJK characters becomes its overlapping bigrams,
+and any other text is left exactly as it was. The triggers insert and delete the same values.
+
+The table is built again from the chunks already stored: nothing is embedded, and for text with
+no CJK character every token, and so every BM25 score, is what it was.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+_TRIGGERS = ("chunks_fts_insert", "chunks_fts_delete", "chunks_fts_update")
+
+
+def _create(content: str, value: str) -> None:
+    """chunk_fts over ``content``, and triggers that index ``value`` (a format with ``{}``) of a row."""
+    op.execute(
+        "CREATE VIRTUAL TABLE chunk_fts USING fts5("
+        f"context, text, content='{content}', content_rowid='id', "
+        "tokenize='porter unicode61 remove_diacritics 2')"
+    )
+    new = f"{value.format('new.context')}, {value.format('new.text')}"
+    old = f"{value.format('old.context')}, {value.format('old.text')}"
+    op.execute(
+        "CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN "
+        f"INSERT INTO chunk_fts(rowid, context, text) VALUES (new.id, {new}); END"
+    )
+    op.execute(
+        "CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN "
+        f"INSERT INTO chunk_fts(chunk_fts, rowid, context, text) VALUES ('delete', old.id, {old}); END"
+    )
+    op.execute(
+        "CREATE TRIGGER chunks_fts_update AFTER UPDATE OF context, text ON chunks BEGIN "
+        f"INSERT INTO chunk_fts(chunk_fts, rowid, context, text) VALUES ('delete', old.id, {old}); "
+        f"INSERT INTO chunk_fts(rowid, context, text) VALUES (new.id, {new}); END"
+    )
+    op.execute("INSERT INTO chunk_fts(chunk_fts) VALUES ('rebuild')")
+
+
+def _drop() -> None:
+    for trigger in _TRIGGERS:
+        op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    op.execute("DROP TABLE IF EXISTS chunk_fts")
+
+
+def upgrade() -> None:
+    _drop()
+    op.execute(
+        "CREATE VIEW chunk_fts_source AS "
+        "SELECT id, keyword_text(context) AS context, keyword_text(text) AS text FROM chunks"
+    )
+    _create("chunk_fts_source", "keyword_text({})")
+
+
+def downgrade() -> None:
+    _drop()
+    op.execute("DROP VIEW IF EXISTS chunk_fts_source")
+    _create("chunks", "{}")
