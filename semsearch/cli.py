@@ -282,7 +282,8 @@ def _print_hits(hits, query: str) -> None:
 
     for hit in hits:
         where = location(display_path(hit.path), hit.start_line, hit.page)
-        value = hit.score if hit.relevance is None else hit.relevance  # (similar: the cosine)
+        # Rounded as --json rounds them first, so a hit a server sent prints the same digits.
+        value = round(hit.score, 6) if hit.relevance is None else round(hit.relevance, 4)  # (similar: the cosine)
         click.echo(f"{hit.rank:>2}. {value:.3f}  " + click.style(where, fg="cyan") + f"  {hit.title}")
         click.echo("    " + snippet(hit.text, query, emphasise=emphasise))
         click.echo()

@@ -62,6 +62,20 @@ def test_a_search_is_answered_by_the_running_server_without_loading_anything(fak
         shown = run([*REAL_CLI, "--index", str(fake_index), "search", "bread", "--mode", "keyword", "-n", "1"], own_cache)
         assert shown.returncode == 0, shown.stderr
         assert "kitchen/bread.md" in shown.stdout
+        # What a person reads is the same, digit for digit (relevance is rounded as --json rounds it).
+        for mode in ("hybrid", "semantic", "keyword"):
+            args = ["--index", str(fake_index), "search", "tomatoes sun bread", "--mode", mode]
+            served, here = run([*REAL_CLI, *args], own_cache), run([*FAKE_CLI, *args, "--local"], own_cache)
+            assert served.returncode == here.returncode == 0, served.stderr + here.stderr
+            assert served.stdout == here.stdout
+        # --min-score travels too: a threshold between the hits' relevances keeps some of them.
+        relevances = sorted({hit["relevance"] for hit in json.loads(local.stdout)})
+        assert len(relevances) > 1
+        threshold = str((relevances[0] + relevances[-1]) / 2)
+        args = ["--index", str(fake_index), "search", "tomatoes sun", "--json", "--min-score", threshold]
+        kept = json.loads(run([*REAL_CLI, *args], own_cache).stdout)
+        assert kept == json.loads(run([*FAKE_CLI, *args, "--local"], own_cache).stdout)
+        assert 0 < len(kept) < len(json.loads(local.stdout))
     assert rendezvous.find(fake_index) is None  # the server removed its record on the way out
 
 
