@@ -45,7 +45,12 @@ Ranked = list[tuple[int, float]]
 
 def idf(rows: int, rows_with: int) -> float:
     """FTS5's IDF of a word held by ``rows_with`` of ``rows`` rows."""
-    value = math.log((rows - rows_with + 0.5) / (rows_with + 0.5)) if rows else 0.0
+    if not rows:
+        return MIN_IDF
+    # A writer committing between reading the row count and a word's count can leave the word
+    # in more rows than the table seems to hold; FTS5 never sees that, its floor applies.
+    ratio = (rows - rows_with + 0.5) / (rows_with + 0.5)
+    value = math.log(ratio) if ratio > 0.0 else 0.0
     return value if value > 0.0 else MIN_IDF
 
 
