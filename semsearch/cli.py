@@ -259,7 +259,8 @@ def _print_hits(hits, query: str) -> None:
 
     for hit in hits:
         where = location(display_path(hit.path), hit.start_line, hit.page)
-        click.echo(f"{hit.rank:>2}. {hit.score:.3f}  " + click.style(where, fg="cyan") + f"  {hit.title}")
+        heading = f" › {hit.heading}" if hit.heading else ""
+        click.echo(f"{hit.rank:>2}. {hit.score:.3f}  " + click.style(where, fg="cyan") + f"  {hit.title}{heading}")
         click.echo("    " + snippet(hit.text, query, emphasise=emphasise))
         click.echo()
 

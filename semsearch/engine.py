@@ -617,6 +617,7 @@ class Engine:
                     rank=len(hits) + 1, score=score, chunk_id=chunk_id, document_id=row.document_id,
                     path=row.path, title=row.title, text=row.text, start_line=row.start_line,
                     end_line=row.end_line, page=row.page, format=row.format, metadata=row.metadata,
+                    heading=row.heading,
                 )
             )
         return hits

@@ -181,7 +181,7 @@ def test_migration_0005_marks_older_indexes_fp32(tmp_path, fake_embedder):
                                [("model", fake_embedder.name), ("dimension", "64"),
                                 ("chunk_tokens", "60"), ("overlap_tokens", "8")])
     store = Store(path)
-    assert store.schema_revision() == SCHEMA_HEAD == "0005"
+    assert store.schema_revision() == SCHEMA_HEAD
     assert store.settings()["precision"] == "fp32"
     store.close()
     empty = Store(tmp_path / "empty.db")  # a new database records nothing until a model writes

@@ -106,6 +106,7 @@ function showResults(hits, heading, query) {
     const open = `#/doc/${hit.document_id}?chunk=${hit.chunk_id}&q=${encodeURIComponent(query || "")}`;
     list.append(element("li", { className: "hit" },
       element("h3", {}, element("a", { href: open, className: "open" }, hit.title || hit.path)),
+      hit.heading ? element("div", { className: "heading" }, hit.heading) : "",
       element("div", { className: "location" }, whereOf(hit), " ",
         element("span", { className: "score" }, `score ${hit.score.toFixed(3)}`)),
       element("p", { className: "snippet" }, part.before ? "…" : "", marked(part.text, keys), part.after ? "…" : ""),
