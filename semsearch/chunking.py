@@ -65,11 +65,6 @@ def chunk_document(
     return drafts
 
 
-def heading_text(raw: str) -> str:
-    """A heading block's title: Markdown ``#`` marks removed and whitespace collapsed."""
-    return " ".join(_HEADING_MARKS.sub("", raw).split())
-
-
 def _sections(doc: ParsedDocument) -> Iterator[tuple[Headings, tuple[Block, ...]]]:
     """The document's blocks in sections, each with the heading path in force in it.
 
@@ -88,7 +83,7 @@ def _sections(doc: ParsedDocument) -> Iterator[tuple[Headings, tuple[Block, ...]
             yield _path(open_headings, title), tuple(section)
             section = []
         if is_heading:
-            text = heading_text(doc.text[block.start : block.end])
+            text = _heading_text(doc.text[block.start : block.end])
             if text:
                 level = block.level if block.level > 0 else 1
                 while open_headings and open_headings[-1][0] >= level:
@@ -104,13 +99,15 @@ def _sections(doc: ParsedDocument) -> Iterator[tuple[Headings, tuple[Block, ...]
 
 def _path(open_headings: list[tuple[int, str]], title: str) -> Headings:
     path = tuple(text for _, text in open_headings)
-    if path and _comparable(path[0]) == title:
+    if path and title and _comparable(path[0]) == title:
         path = path[1:]
     return path
 
 
 def _comparable(text: str) -> str:
-    return " ".join(text.split()).casefold()
+    """A heading or title as compared: letters and digits only, without case (a PDF's first
+    heading often carries a footnote mark its title has not)."""
+    return "".join(c for c in text.casefold() if c.isalnum())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -523,3 +520,7 @@ def _splitters(kind: str) -> list[Splitter]:
         return [split_lines]
     return [split_sentences, split_lines]
 
+
+def _heading_text(raw: str) -> str:
+    """A heading block's title: Markdown ``#`` marks removed and whitespace collapsed."""
+    return " ".join(_HEADING_MARKS.sub("", raw).split())
