@@ -5,39 +5,109 @@ text below it, and only a block too large for a chunk is cut, at sentences (line
 token windows. Chunks after the first of a section start with the last sentences of the chunk before
 (``overlap_tokens``), so a passage cut in two can still be found whole.
 
+Each chunk knows its *heading path*: the chain of headings above it, outermost first (a heading
+of level n closes every open heading of level n or deeper). A document is chunked one section at a
+time (a section runs from a run of headings to the next heading that follows other text; no chunk
+ever crossed that line), so a caller that embeds the path with each chunk can keep room for it in
+that section's chunks alone (``reserve``).
+
 The token budget is checked with the model's own tokenizer through :class:`semsearch.tokens.TokenCounter`, counting in
-batches: every block in one call, the parts of oversized blocks in one more, overlap tails in one, and
-the assembled chunks in a last one unless the counter promises that sums are exact.
+batches: every block of a section in one call, the parts of oversized blocks in one more, overlap
+tails in one, and the assembled chunks in a last one unless the counter promises that sums are exact.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
 from semsearch.tokens import Span, TokenCounter
 from semsearch.types import Block, ChunkDraft, ParsedDocument
 
 
+Headings = tuple[str, ...]
+
+
 def chunk_document(
-    doc: ParsedDocument, counter: TokenCounter, *, max_tokens: int, overlap_tokens: int
+    doc: ParsedDocument,
+    counter: TokenCounter,
+    *,
+    max_tokens: int,
+    overlap_tokens: int,
+    reserve: Callable[[Headings], int] | None = None,
 ) -> list[ChunkDraft]:
     """Split ``doc`` into chunks of at most ``max_tokens`` tokens, in document order.
 
     Every non-blank character of every block is in at least one chunk; a chunk's text is
     ``doc.text[start:end]``. Chunks in the same section overlap by at most ``overlap_tokens`` tokens
-    (0 turns overlap off); no overlap crosses a heading.
+    (0 turns overlap off); no overlap crosses a heading. ``reserve(headings)`` is how many of the
+    ``max_tokens`` to leave free in the chunks under that heading path (for text the caller puts
+    with them); it must leave at least one.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
     if overlap_tokens < 0:
         raise ValueError(f"overlap_tokens must be 0 or more, not {overlap_tokens}")
-    # More overlap than half a chunk would make every chunk mostly a copy of the one before.
-    overlap = min(overlap_tokens, max_tokens // 2)
-    return _Chunker(doc, counter, max_tokens, overlap).run()
+    drafts: list[ChunkDraft] = []
+    newlines = _Newlines(doc.text)
+    for headings, blocks in _sections(doc):
+        limit = max_tokens - (reserve(headings) if reserve is not None else 0)
+        if limit < 1:
+            raise ValueError(f"reserve({headings!r}) leaves no room in {max_tokens} tokens")
+        # More overlap than half a chunk would make every chunk mostly a copy of the one before.
+        overlap = min(overlap_tokens, limit // 2)
+        section = ParsedDocument(doc.text, doc.title, doc.format, blocks)
+        for draft in _Chunker(section, counter, limit, overlap, headings, newlines).run():
+            drafts.append(replace(draft, ordinal=len(drafts)))
+    return drafts
+
+
+def _sections(doc: ParsedDocument) -> Iterator[tuple[Headings, tuple[Block, ...]]]:
+    """The document's blocks in sections, each with the heading path in force in it.
+
+    A section starts at a heading that follows anything but a heading, so a run of headings
+    (a chapter title and its first section's) stays with the text below it. Its path is the one
+    in force after its headings; a first heading that only repeats the document's title is left
+    out, since the title goes with every chunk anyway.
+    """
+    title = _comparable(doc.title)
+    open_headings: list[tuple[int, str]] = []  # (level, text), outermost first
+    section: list[Block] = []
+    after_heading = False
+    for block in doc.blocks:
+        is_heading = block.kind == "heading"
+        if is_heading and not after_heading and section:
+            yield _path(open_headings, title), tuple(section)
+            section = []
+        if is_heading:
+            text = _heading_text(doc.text[block.start : block.end])
+            if text:
+                level = block.level if block.level > 0 else 1
+                while open_headings and open_headings[-1][0] >= level:
+                    open_headings.pop()
+                open_headings.append((level, text))
+        section.append(block)
+        # Blank blocks are invisible to the chunker, so they do not end a run of headings.
+        if doc.text[block.start : block.end].strip():
+            after_heading = is_heading
+    if section:
+        yield _path(open_headings, title), tuple(section)
+
+
+def _path(open_headings: list[tuple[int, str]], title: str) -> Headings:
+    path = tuple(text for _, text in open_headings)
+    if path and title and _comparable(path[0]) == title:
+        path = path[1:]
+    return path
+
+
+def _comparable(text: str) -> str:
+    """A heading or title as compared: letters and digits only, without case (a PDF's first
+    heading often carries a footnote mark its title has not)."""
+    return "".join(c for c in text.casefold() if c.isalnum())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -145,7 +215,6 @@ class _Piece:
     tokens: int
     block: int
     whole: bool
-    heading: str  # the section title in force here
     is_heading: bool = False
     starts_section: bool = False
 
@@ -171,18 +240,36 @@ class _Plan:
 _HEADING_MARKS = re.compile(r"^\s*#{1,6}\s+|\s+#+\s*$")
 
 
-class _Chunker:
-    """The state of one :func:`chunk_document` call."""
+class _Newlines:
+    """Where a text's line breaks are, found once per document when a chunk first needs a line."""
 
-    def __init__(self, doc: ParsedDocument, counter: TokenCounter, max_tokens: int, overlap: int):
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._positions: list[int] | None = None
+
+    @property
+    def positions(self) -> list[int]:
+        if self._positions is None:
+            self._positions = [m.start() for m in re.finditer("\n", self._text)]
+        return self._positions
+
+
+class _Chunker:
+    """Chunking one section of a document (see :func:`chunk_document`)."""
+
+    def __init__(
+        self, doc: ParsedDocument, counter: TokenCounter, max_tokens: int, overlap: int, headings: Headings,
+        newlines: _Newlines,
+    ):
         self.doc = doc
         self.text = doc.text
         self.counter = counter
         self.max_tokens = max_tokens
         self.overlap = overlap
+        self.headings = headings
         # Chunks that may start with an overlap tail keep room for it, so pieces are cut to this size.
         self.budget = max_tokens - overlap
-        self._newlines: list[int] | None = None
+        self._newlines = newlines
 
     def run(self) -> list[ChunkDraft]:
         blocks = [
@@ -206,20 +293,17 @@ class _Chunker:
         pieces: list[_Piece] = []
         oversized: list[tuple[int, Span, list[Splitter]]] = []  # (position in pieces, span, splitters)
         crowded: dict[int, int] = {}  # position -> tokens of the headings its first part must join
-        section = ""
         heading_run = 0  # tokens of the headings right above the current block
         for (index, (start, end)), tokens in zip(blocks, counts):
             kind = self.doc.blocks[index].kind
             is_heading = kind == "heading"
-            if is_heading:
-                section = _heading_text(self.text[start:end])
             # A block that fits a chunk only without its heading is cut, so the heading keeps company.
             fits = tokens <= self.budget and (is_heading or heading_run + tokens <= self.max_tokens)
             if not fits:
                 oversized.append((len(pieces), (start, end), _splitters(kind)))
                 if heading_run and not is_heading:
                     crowded[len(pieces)] = heading_run
-            pieces.append(_Piece(start, end, tokens, index, fits, section, is_heading and fits, is_heading))
+            pieces.append(_Piece(start, end, tokens, index, fits, is_heading and fits, is_heading))
             heading_run = heading_run + tokens if is_heading else 0
         if not oversized:
             return pieces
@@ -232,7 +316,7 @@ class _Chunker:
                 continue
             for n, (start, end, tokens) in enumerate(cut[position]):
                 starts_section = piece.starts_section and n == 0
-                result.append(_Piece(start, end, tokens, piece.block, False, piece.heading, False, starts_section))
+                result.append(_Piece(start, end, tokens, piece.block, False, False, starts_section))
         return result
 
     def _fit(self, items: list[tuple[Span, list[Splitter]]]) -> list[list[tuple[int, int, int]]]:
@@ -343,7 +427,7 @@ class _Chunker:
             return
         counts = iter(self.counter.count([self.text[s:e] for _, _, spans in to_count for s, e in spans]))
         for plan, last, candidates in to_count:
-            parts = [_Piece(s, e, next(counts), last.block, False, last.heading) for s, e in candidates]
+            parts = [_Piece(s, e, next(counts), last.block, False) for s, e in candidates]
             self._set_tail(plan, parts)
 
     def _set_tail(self, plan: _Plan, parts_from_end: list[_Piece]) -> None:
@@ -404,7 +488,6 @@ class _Chunker:
     def _draft(self, ordinal: int, plan: _Plan) -> ChunkDraft:
         last = plan.pieces[-1]
         start_block = (plan.tail or plan.pieces)[0].block
-        content = next((p for p in plan.pieces if not p.is_heading), last)
         assert plan.tokens is not None
         return ChunkDraft(
             ordinal=ordinal,
@@ -414,7 +497,7 @@ class _Chunker:
             start_line=self._line(start_block, plan.start),
             end_line=self._line(last.block, plan.end - 1),
             page=self.doc.blocks[start_block].page,
-            heading=content.heading,
+            headings=self.headings,
             tokens=plan.tokens,
         )
 
@@ -426,9 +509,8 @@ class _Chunker:
             return block.start_line
         if position >= span[1] - 1:
             return block.end_line
-        if self._newlines is None:
-            self._newlines = [m.start() for m in re.finditer("\n", self.text)]
-        newlines = bisect.bisect_left(self._newlines, position) - bisect.bisect_left(self._newlines, block.start)
+        breaks = self._newlines.positions
+        newlines = bisect.bisect_left(breaks, position) - bisect.bisect_left(breaks, block.start)
         return max(block.start_line, min(block.end_line, block.start_line + newlines))
 
 

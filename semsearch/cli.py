@@ -282,9 +282,10 @@ def _print_hits(hits, query: str) -> None:
 
     for hit in hits:
         where = location(display_path(hit.path), hit.start_line, hit.page)
+        heading = f" › {hit.heading}" if hit.heading else ""
         # Rounded as --json rounds them first, so a hit a server sent prints the same digits.
         value = round(hit.score, 6) if hit.relevance is None else round(hit.relevance, 4)  # (similar: the cosine)
-        click.echo(f"{hit.rank:>2}. {value:.3f}  " + click.style(where, fg="cyan") + f"  {hit.title}")
+        click.echo(f"{hit.rank:>2}. {value:.3f}  " + click.style(where, fg="cyan") + f"  {hit.title}{heading}")
         click.echo("    " + snippet(hit.text, query, emphasise=emphasise))
         click.echo()
 

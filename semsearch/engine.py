@@ -633,6 +633,7 @@ class Engine:
                     path=row.path, title=row.title, text=row.text, start_line=row.start_line,
                     end_line=row.end_line, page=row.page, format=row.format, metadata=row.metadata,
                     relevance=None if relevance is None else relevance[chunk_id],
+                    heading=row.heading,
                 )
             )
         return hits

@@ -30,21 +30,25 @@ from semsearch import loaders
 from semsearch.chunking import chunk_document
 from semsearch.embedder import Embedder
 from semsearch.reader import Reader, ReadJob, ReadLimits
-from semsearch.store import NewChunk, NewDocument, Store, StoredDocument, embed_hash
+from semsearch.store import HEADING_SEPARATOR, NewChunk, NewDocument, Store, StoredDocument, embed_hash
 from semsearch.types import IndexProgress, IndexSummary, ParsedDocument, Skipped
 from semsearch.walker import FileEntry, is_gone, path_text, walk
 
 # Bump when parsing, chunking or what is embedded changes: documents written by an older version
 # are then processed again on the next run (vectors whose exact text is unchanged are reused).
 # 2: text added without a title is embedded without a made-up one.
-INGEST_VERSION = 2
+# 3: each chunk's heading path is stored, and embedded and keyword-indexed after the title.
+INGEST_VERSION = 3
+# Formats that a version left as they were, with the version since which they are unchanged: their
+# documents are not processed again (plain text and code have no headings, so 3 changed nothing).
+UNCHANGED_SINCE = {"text": 2, "code": 2}
 WAVE_CHUNKS = 256  # chunks pooled before embedding: enough to sort well; a Ctrl-C loses at most one wave
 # Texts handed to the embedder at a time: it cuts them into its own batches (16 for fp32, measured
 # 5-20% faster than 32 on long chunks here; 1 for int8) and runs one batch per core at once, so this
 # is two fp32 batches. Between calls a Ctrl-C is noticed and progress reported.
 EMBED_CALL = 32
 MAX_FILE_BYTES = 50 * 1024 * 1024
-MAX_CONTEXT_CHARS = 200
+MAX_CONTEXT_CHARS = 200  # of the title, and again of the headings, in a chunk's context
 PROGRESS_SECONDS = 0.25  # how often a waiting run reports progress
 OVERLAP = True  # embed on a thread of its own while this one writes and chunks (False: one thing at a time)
 _SAME_NAME_AS_TEXT = "another file's name reads the same once bytes that are not UTF-8 are escaped"
@@ -164,7 +168,7 @@ class Indexer:
                     stored
                     and stored.size == item.size
                     and stored.mtime_ns == item.mtime_ns
-                    and stored.ingest_version == INGEST_VERSION
+                    and is_current(stored)
                 ):
                     tally.unchanged += 1
                     continue
@@ -207,7 +211,7 @@ class Indexer:
         """
         missing_by_hash: dict[str, StoredDocument] = {}
         for doc in missing.values():
-            if doc.ingest_version == INGEST_VERSION:  # an older one is re-processed, not re-pointed
+            if is_current(doc):  # an older one is re-processed, not re-pointed
                 missing_by_hash.setdefault(doc.content_hash, doc)
 
         def to_parse() -> Iterator[ReadJob[tuple[FileEntry, str, StoredDocument | None]]]:
@@ -220,11 +224,7 @@ class Indexer:
                     continue
                 digest = hashlib.sha256(data).hexdigest()
                 stored = known.get(path)
-                if (
-                    stored is not None
-                    and stored.content_hash == digest
-                    and stored.ingest_version == INGEST_VERSION
-                ):
+                if stored is not None and stored.content_hash == digest and is_current(stored):
                     with self._store.writing() as writer:
                         writer.touch_document(stored.id, size=entry.size, mtime_ns=entry.mtime_ns)
                     tally.unchanged += 1
@@ -282,11 +282,7 @@ class Indexer:
 
         def changed() -> Iterator[PendingDocument]:
             for document, stored in looked_up():
-                if (
-                    stored is not None
-                    and stored.content_hash == document.content_hash
-                    and stored.ingest_version == INGEST_VERSION
-                ):
+                if stored is not None and stored.content_hash == document.content_hash and is_current(stored):
                     tally.unchanged += 1
                     continue
                 document.change = "changed" if stored is not None else "new"
@@ -350,14 +346,25 @@ class Indexer:
         embedder = self.embedder
         parsed = document.parsed
         title = parsed.title if document.context is None else document.context
-        context = " ".join(title.split())[:MAX_CONTEXT_CHARS]
-        context_tokens = embedder.counter.count([context])[0] + 1 if context else 0
-        budget = max(32, min(self._chunk_tokens, embedder.max_tokens) - context_tokens)
-        drafts = chunk_document(
-            parsed, embedder.counter, max_tokens=budget, overlap_tokens=min(self._overlap_tokens, budget // 4)
-        )
+        title = " ".join(title.split())[:MAX_CONTEXT_CHARS]
+        limit = min(self._chunk_tokens, embedder.max_tokens)
+        contexts: dict[tuple[str, ...], tuple[str, int]] = {}  # headings -> (context, its tokens)
+
+        def context_of(headings: tuple[str, ...]) -> tuple[str, int]:
+            if headings not in contexts:
+                context = chunk_context(title, headings)
+                contexts[headings] = (context, embedder.counter.count([context])[0] + 1 if context else 0)
+            return contexts[headings]
+
+        def reserve(headings: tuple[str, ...]) -> int:
+            # At least 32 tokens of text per chunk, whatever the context (as before headings).
+            return min(context_of(headings)[1], limit - 32)
+
+        overlap = min(self._overlap_tokens, (limit - reserve(())) // 4)
+        drafts = chunk_document(parsed, embedder.counter, max_tokens=limit, overlap_tokens=overlap, reserve=reserve)
         prepared = []
         for draft in drafts:
+            context = context_of(draft.headings)[0]
             embed_text = f"{context}\n{draft.text}" if context else draft.text
             prepared.append(_Prepared(draft=draft, context=context, text=embed_text, key=embed_hash(embed_text)))
         return prepared
@@ -535,6 +542,28 @@ class _Progress:
 
     def _settled(self) -> int:
         return self._tally.unchanged + self._tally.moved + len(self._tally.skipped)
+
+
+def is_current(stored: StoredDocument) -> bool:
+    """Whether a stored document is what this version's pipeline would write for the same file."""
+    return stored.ingest_version >= UNCHANGED_SINCE.get(stored.format, INGEST_VERSION)
+
+
+def chunk_context(title: str, headings: Sequence[str]) -> str:
+    """What goes before a chunk's text when it is embedded, and in the keyword index's weighted
+    context column: the title, then the headings above the chunk, ``Title › Section › Subsection``.
+
+    Headings past :data:`MAX_CONTEXT_CHARS` lose the outermost first: the nearest says the most.
+    """
+    kept: list[str] = []
+    length = 0
+    for heading in reversed(headings):
+        heading = heading[:MAX_CONTEXT_CHARS]
+        length += len(heading) + len(HEADING_SEPARATOR)
+        if kept and length > MAX_CONTEXT_CHARS:
+            break
+        kept.append(heading)
+    return HEADING_SEPARATOR.join([title, *reversed(kept)] if title else reversed(kept))
 
 
 def _under(path: str, roots: Sequence[Path]) -> bool:

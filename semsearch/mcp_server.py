@@ -53,6 +53,8 @@ def format_hits(hits: list[Hit], heading: str) -> str:
     for hit in hits:
         text = hit.text if len(hit.text) <= PASSAGE_CHARS else hit.text[:PASSAGE_CHARS].rstrip() + " …"
         title = f" — {hit.title}" if hit.title else ""
+        if hit.heading:
+            title += f" › {hit.heading}"
         parts.append(
             f"[{hit.rank}] {where(hit.path, hit.start_line, hit.end_line, hit.page)}{title} "
             f"(document {hit.document_id}, {_strength(hit)})\n{text}"

@@ -59,8 +59,12 @@ chunks = Table(
     Column("document_id", Integer, ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
     Column("ordinal", Integer, nullable=False),
     Column("text", Text, nullable=False),
-    # Title (and section heading) of the chunk: prefixed when embedding, a weighted FTS column.
+    # Title and heading path of the chunk ("Title › Section › Subsection"): prefixed when
+    # embedding, and the keyword index's weighted context column.
     Column("context", Text, nullable=False),
+    # The headings above the chunk, outermost first, joined by " › " ("" before the first heading,
+    # and in chunks written before migration 0006 until their document is indexed again).
+    Column("heading", Text, nullable=False, server_default=""),
     Column("char_start", Integer, nullable=False),
     Column("char_end", Integer, nullable=False),
     Column("start_line", Integer, nullable=False),

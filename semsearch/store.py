@@ -47,7 +47,8 @@ from semsearch.schema import chunks, documents, segments, settings, tombstones
 from semsearch.types import ChunkDraft, Document, DocumentChunk, SearchFilter
 
 DATABASE_NAME = "semsearch.db"
-SCHEMA_HEAD = "0006"  # the newest migration in migrations/versions/
+SCHEMA_HEAD = "0007"  # the newest migration in migrations/versions/
+HEADING_SEPARATOR = " › "  # between the headings of a chunk's heading path, and after its title in its context
 TOKEN_COUNTS_KEPT = 100_000  # keyword_statistics forgets its counts past this many tokens
 FILTERS_KEPT = 8  # filtered_chunk_ids remembers the chunk ids of this many filters
 BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another process's lock before failing
@@ -108,6 +109,7 @@ class ChunkRow:
     start_line: int
     end_line: int
     page: int | None
+    heading: str = ""
 
 
 @dataclass(frozen=True)
@@ -319,7 +321,7 @@ class Store:
                 part = wanted[offset : offset + 900]
                 rows += connection.exec_driver_sql(
                     "SELECT c.id, c.document_id, d.path, d.title, d.format, d.metadata, c.text, c.start_line,"
-                    " c.end_line, c.page FROM chunks c JOIN documents d ON d.id = c.document_id"
+                    " c.end_line, c.page, c.heading FROM chunks c JOIN documents d ON d.id = c.document_id"
                     f" WHERE c.id IN ({','.join('?' * len(part))})",
                     tuple(part),
                 ).all()
@@ -335,6 +337,7 @@ class Store:
                 start_line=row[7],
                 end_line=row[8],
                 page=row[9],
+                heading=row[10],
             )
             for row in rows
         }
@@ -885,6 +888,7 @@ def _chunk_row(document_id: int, chunk: NewChunk) -> dict[str, Any]:
         "ordinal": chunk.draft.ordinal,
         "text": chunk.draft.text,
         "context": chunk.context,
+        "heading": HEADING_SEPARATOR.join(chunk.draft.headings),
         "char_start": chunk.draft.start,
         "char_end": chunk.draft.end,
         "start_line": chunk.draft.start_line,

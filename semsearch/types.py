@@ -41,7 +41,8 @@ class ParsedDocument:
 class ChunkDraft:
     """A chunk cut from a parsed document, before it is stored or embedded.
 
-    ``heading`` is the nearest section heading above the chunk (may be empty).
+    ``headings`` is the chain of section headings above the chunk, outermost first (empty before
+    the first heading); a first heading that only repeats the document's title is left out.
     """
 
     ordinal: int
@@ -51,13 +52,24 @@ class ChunkDraft:
     start_line: int
     end_line: int
     page: int | None
-    heading: str
     tokens: int
+    headings: tuple[str, ...] = ()
+
+    @property
+    def heading(self) -> str:
+        """The nearest section heading above the chunk, or ``""``."""
+        return self.headings[-1] if self.headings else ""
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: a chunk joined back to its document."""
+    """One search result: a chunk joined back to its document.
+
+    ``heading`` is the chain of section headings above the chunk, joined by `` › ``
+    (``"Memory and Allocation › Stack-Only Data: Copy"``), below the document's title; ``""`` before
+    a document's first heading, in formats without headings, and in chunks indexed before
+    semsearch stored headings (until their document is indexed again).
+    """
 
     rank: int
     score: float
@@ -71,6 +83,7 @@ class Hit:
     page: int | None
     format: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    heading: str = ""
     # How relevant the hit is, in [0, 1], comparable across queries (semsearch.relevance); None
     # where it is not estimated ("more like this"). ``score`` is the ranking's own number.
     relevance: float | None = None
@@ -81,7 +94,7 @@ class Hit:
         return {
             "rank": self.rank, "score": round(self.score, 6),
             "relevance": None if self.relevance is None else round(self.relevance, 4),
-            "path": self.path, "title": self.title,
+            "path": self.path, "title": self.title, "heading": self.heading,
             "text": self.text, "chunk_id": self.chunk_id, "document_id": self.document_id,
             "start_line": self.start_line, "end_line": self.end_line, "page": self.page,
             "format": self.format, "metadata": self.metadata,
@@ -95,7 +108,7 @@ class Hit:
             document_id=int(data["document_id"]), path=str(data["path"]), title=str(data["title"]),
             text=str(data["text"]), start_line=int(data["start_line"]), end_line=int(data["end_line"]),
             page=None if data.get("page") is None else int(data["page"]), format=str(data["format"]),
-            metadata=dict(data.get("metadata") or {}),
+            metadata=dict(data.get("metadata") or {}), heading=str(data.get("heading") or ""),
             relevance=None if data.get("relevance") is None else float(data["relevance"]),
         )
 

@@ -2,6 +2,7 @@
 
 ``make_pdf([["line 1", "line 2"], ["page 2"]], title="T")`` returns the bytes of a valid PDF with one
 Helvetica text line per string (an empty string leaves a blank line), which pypdf can read back.
+A line given as ``(text, size)`` is set in that font size instead of 11 points.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ _FONT_SIZE = 11
 _LEADING = 15
 
 
-def make_pdf(pages: list[list[str]], title: str | None = None) -> bytes:
+def make_pdf(pages: list[list[str | tuple[str, float]]], title: str | None = None) -> bytes:
     """Return a PDF with one page per item of ``pages``; ``title`` goes into the document info."""
     objects: list[bytes] = []  # objects[i] is object number i + 1
 
@@ -53,10 +54,13 @@ def make_pdf(pages: list[list[str]], title: str | None = None) -> bytes:
     return bytes(out)
 
 
-def _content(lines: list[str]) -> bytes:
+def _content(lines: list[str | tuple[str, float]]) -> bytes:
     parts = [b"BT", b"/F1 %d Tf" % _FONT_SIZE, b"%d TL" % _LEADING, b"%d %d Td" % (_MARGIN, _PAGE_HEIGHT - _MARGIN)]
     for line in lines:
-        if line:
+        if isinstance(line, tuple):
+            text, size = line
+            parts.append(b"/F1 %g Tf (%s) Tj /F1 %d Tf" % (size, _escape(text), _FONT_SIZE))
+        elif line:
             parts.append(b"(%s) Tj" % _escape(line))
         parts.append(b"T*")
     parts.append(b"ET")

@@ -140,6 +140,60 @@ def test_heading_stays_with_a_block_that_fits_only_without_it():
     assert chunks[1].heading == "Title"
 
 
+def test_heading_paths_follow_heading_levels():
+    text = "Preface.\n\n# A\n\nx.\n\n## B\n\ny.\n\n### C\n\nz.\n\n## D\n\nw.\n\n#### E\n\nv.\n\n# F\n\nu.\n"
+    chunks = chunk_document(markdown(text), WORDS, max_tokens=100, overlap_tokens=0)
+    assert [c.headings for c in chunks] == [
+        (), ("A",), ("A", "B"), ("A", "B", "C"), ("A", "D"), ("A", "D", "E"), ("F",),
+    ]
+    assert [c.heading for c in chunks] == ["", "A", "B", "C", "D", "E", "F"]
+
+
+def test_a_run_of_headings_is_one_path_and_a_heading_repeating_the_title_is_left_out():
+    doc = markdown("# Book\n\n## Chapter\n\nOpening line.\n\n## Next\n\nMore.\n")
+    doc = ParsedDocument(doc.text, " book ", doc.format, doc.blocks)  # titles compare without case and spacing
+    chunks = chunk_document(doc, WORDS, max_tokens=100, overlap_tokens=0)
+    assert [(c.text, c.headings) for c in chunks] == [
+        ("# Book\n\n## Chapter\n\nOpening line.", ("Chapter",)),
+        ("## Next\n\nMore.", ("Next",)),
+    ]
+
+
+def test_every_chunk_of_a_long_section_has_its_path():
+    doc = markdown("# Guide\n\n## Install\n\n" + sentences(60, seed=4) + "\n\n## Use\n\n" + sentences(40, seed=5) + "\n")
+    chunks = chunk_document(doc, WORDS, max_tokens=40, overlap_tokens=8)
+    assert_sound(doc, chunks, WORDS, 40)
+    install = [c for c in chunks if c.start < doc.text.index("## Use")]
+    assert len(install) > 3 and all(c.headings == ("Guide", "Install") for c in install)
+    assert all(c.headings == ("Guide", "Use") for c in chunks[len(install):])
+
+
+def test_reserve_leaves_room_in_each_section_for_its_own_path():
+    parts = ["Preface " + sentences(20, seed=1)]
+    for n in range(4):
+        parts += [f"{'#' * (n + 1)} Level {n + 1}", sentences(30, seed=n + 2)]
+    doc = markdown("\n\n".join(parts) + "\n")
+
+    def reserve(headings):
+        return 6 * len(headings)
+
+    chunks = chunk_document(doc, WORDS, max_tokens=40, overlap_tokens=6, reserve=reserve)
+    assert_sound(doc, chunks, WORDS, 40)
+    assert {len(c.headings) for c in chunks} == {0, 1, 2, 3, 4}
+    for chunk in chunks:
+        assert chunk.tokens <= 40 - reserve(chunk.headings)
+    assert max(c.tokens for c in chunks if not c.headings) > 40 - 6  # the preface keeps the whole budget
+    unreserved = chunk_document(doc, WORDS, max_tokens=40, overlap_tokens=6)
+    assert [(c.start, c.end) for c in chunk_document(doc, WORDS, max_tokens=40, overlap_tokens=6, reserve=lambda h: 0)] == [
+        (c.start, c.end) for c in unreserved
+    ]
+
+
+def test_a_reserve_that_leaves_no_room_is_an_error():
+    with pytest.raises(ValueError, match="leaves no room"):
+        chunk_document(markdown("# A\n\ntext\n"), WORDS, max_tokens=10, overlap_tokens=0, reserve=lambda h: 10)
+
+
 # --------------------------------------------------------------------------------------------------
 # Budget, coverage, overlap
 

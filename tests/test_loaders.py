@@ -699,3 +699,51 @@ def test_parse_text_title_and_format():
 def test_parse_text_rejects_empty():
     with pytest.raises(LoaderError, match="^empty text$"):
         parse_text(" \n\t")
+
+
+def with_outline(data: bytes, entries: list[tuple[str, int, int]]) -> bytes:
+    """The PDF with an outline: (title, page index, depth from 1) in order."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    parents: dict[int, object] = {}
+    for title, page, depth in entries:
+        parents[depth] = writer.add_outline_item(title=title, page_number=page, parent=parents.get(depth - 1))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def headings_of(doc: ParsedDocument) -> list[tuple[int, str, int | None]]:
+    return [(b.level, doc.text[b.start:b.end], b.page) for b in doc.blocks if b.kind == "heading"]
+
+
+def test_pdf_outline_entries_become_headings_where_their_lines_are(tmp_path):
+    pages = [
+        ["Field Guide", "1 Birds of the shore", "Gulls and terns nest on shingle.", "1.1 Waders",
+         "Curlews probe the mud with long bills."],
+        ["2 Birds of the wood", "Woodpeckers drum on dead branches."],
+    ]
+    outline = [("Birds of the shore", 0, 1), ("1.1  Waders", 0, 2), ("Not in the text", 0, 2),
+               ("2 Birds of the wood", 1, 1)]
+    doc = write_load(tmp_path, "guide.pdf", with_outline(make_pdf(pages, title="Field Guide"), outline))
+    assert headings_of(doc) == [(1, "1 Birds of the shore", 1), (2, "1.1 Waders", 1), (1, "2 Birds of the wood", 2)]
+    check_spans(doc)
+    assert block_texts(doc)[0] == "Field Guide"  # the line before the first heading stays a paragraph
+
+
+def test_pdf_font_sizes_make_headings_when_there_is_no_outline(tmp_path):
+    body = [f"Line {i} of ordinary running text set in the body size." for i in range(30)]
+    pages = [
+        [("Chapter One", 20), *body[:10], ("A Section", 14), *body[10:20]],
+        [("Another Section", 14), *body[20:], ("1", 14)],  # a lone number is no heading
+    ]
+    doc = write_load(tmp_path, "sizes.pdf", make_pdf(pages))
+    assert headings_of(doc) == [(1, "Chapter One", 1), (2, "A Section", 1), (2, "Another Section", 2)]
+    check_spans(doc)
+
+
+def test_pdf_where_much_text_is_large_has_no_font_headings(tmp_path):
+    pages = [[("Big text line number %d" % i, 16) for i in range(5)] + [f"small body line {i}" for i in range(20)]]
+    doc = write_load(tmp_path, "posters.pdf", make_pdf(pages))
+    assert headings_of(doc) == []

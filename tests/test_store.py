@@ -82,7 +82,7 @@ def test_fts_follows_chunk_writes(tmp_path):
     from semsearch.types import ChunkDraft, SearchFilter
 
     store = Store(tmp_path / "s.db")
-    draft = ChunkDraft(0, "running foxes jumped", 0, 20, 1, 1, None, "", 3)
+    draft = ChunkDraft(0, "running foxes jumped", 0, 20, 1, 1, None, 3)
     chunk = NewChunk(draft=draft, context="Foxes", embed_hash="h", vector=np.ones(4, np.float32))
     with store.writing() as writer:
         doc_id = writer.write_document(path="/a.txt", source="file", content_hash="x", size=1, mtime_ns=1,

@@ -128,7 +128,7 @@ def test_a_chunk_inserted_and_deleted_in_one_transaction_reaches_no_segment(tmp_
     index_dir = tmp_path / "idx"
     with semsearch.open(index_dir, embedder=fake_embedder) as engine:
         engine.add_texts(["seed text"], ids=["seed"])
-        draft = ChunkDraft(ordinal=0, text="x", start=0, end=1, start_line=1, end_line=1, page=None, heading="", tokens=1)
+        draft = ChunkDraft(ordinal=0, text="x", start=0, end=1, start_line=1, end_line=1, page=None, tokens=1)
         chunk = NewChunk(draft=draft, context="", embed_hash=embed_hash("x"), vector=np.ones(64, np.float32) / 8)
         with engine._lock:
             with engine._store.writing() as writer:

@@ -57,6 +57,7 @@ def test_search_open_a_document_and_more_like_this(browser, real_corpus_index, t
         first = page.locator(".hit").first
         assert "vacation-policy.md:" in first.locator(".location").inner_text()
         assert first.locator("h3").inner_text() == "Vacation and Leave Policy"
+        assert first.locator(".heading").inner_text() == "How Much Vacation You Get"
         marks = [text.lower() for text in first.locator(".snippet mark").all_inner_texts()]
         assert "vacation" in marks and "days" in marks
         assert page.locator(".hit").count() == 10

@@ -138,6 +138,7 @@ function showResults(hits, heading, query) {
     const open = `#/doc/${hit.document_id}?chunk=${hit.chunk_id}&q=${encodeURIComponent(query || "")}`;
     list.append(element("li", { className: "hit" },
       element("h3", {}, element("a", { href: open, className: "open" }, hit.title || hit.path)),
+      hit.heading ? element("div", { className: "heading" }, hit.heading) : "",
       element("div", { className: "location" }, whereOf(hit), " ",
         element("span", { className: "score" },
           hit.relevance != null ? `relevance ${hit.relevance.toFixed(2)}` : `score ${hit.score.toFixed(3)}`)),
