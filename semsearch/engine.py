@@ -449,7 +449,9 @@ class Engine:
         signals = retriever.signals(query.strip(), mode, [chunk_id for chunk_id, _ in ranked])
         relevance = {chunk_id: estimate_relevance(mode, signals[chunk_id]) for chunk_id, _ in ranked}
         if min_score is not None:
-            ranked = [(chunk_id, score) for chunk_id, score in ranked if relevance[chunk_id] >= min_score]
+            # Compared as shown (JSON and the server round it to 4 places): a hit shown with
+            # relevance 0.2975 passes --min-score 0.2975.
+            ranked = [(chunk_id, score) for chunk_id, score in ranked if round(relevance[chunk_id], 4) >= min_score]
         return self._hits(ranked, relevance)
 
     def _rank(
