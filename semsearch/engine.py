@@ -424,7 +424,8 @@ class Engine:
         :data:`RERANK_DEPTH` results by its own score, which then becomes the hit's score.
 
         Every hit has a ``relevance`` in [0, 1] (see :mod:`semsearch.relevance`); ``min_score``
-        leaves out those of the ``limit`` best whose relevance is below it."""
+        leaves out those of the ``limit`` best whose relevance is below it (both compared at four
+        decimal places, as JSON shows relevance)."""
         if not query or not query.strip():
             raise EmptyQueryError("the query is empty; say what you are looking for")
         if mode not in MODES:
@@ -449,9 +450,10 @@ class Engine:
         signals = retriever.signals(query.strip(), mode, [chunk_id for chunk_id, _ in ranked])
         relevance = {chunk_id: estimate_relevance(mode, signals[chunk_id]) for chunk_id, _ in ranked}
         if min_score is not None:
-            # Compared as shown (JSON and the server round it to 4 places): a hit shown with
-            # relevance 0.2975 passes --min-score 0.2975.
-            ranked = [(chunk_id, score) for chunk_id, score in ranked if round(relevance[chunk_id], 4) >= min_score]
+            # Compared at the 4 places JSON and the server show: a hit shown with relevance
+            # 0.2975 passes --min-score 0.2975, whatever digits lie beyond.
+            floor = round(min_score, 4)
+            ranked = [(chunk_id, score) for chunk_id, score in ranked if round(relevance[chunk_id], 4) >= floor]
         return self._hits(ranked, relevance)
 
     def _rank(
