@@ -63,7 +63,7 @@ chunks = Table(
     # embedding, and the keyword index's weighted context column.
     Column("context", Text, nullable=False),
     # The headings above the chunk, outermost first, joined by " › " ("" before the first heading,
-    # and in chunks written before migration 0006 until their document is indexed again).
+    # and in chunks written before migration 0007 until their document is indexed again).
     Column("heading", Text, nullable=False, server_default=""),
     Column("char_start", Integer, nullable=False),
     Column("char_end", Integer, nullable=False),
