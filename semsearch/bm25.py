@@ -44,8 +44,13 @@ Ranked = list[tuple[int, float]]
 
 
 def idf(rows: int, rows_with: int) -> float:
-    """FTS5's IDF of a word held by ``rows_with`` of ``rows`` rows."""
-    value = math.log((rows - rows_with + 0.5) / (rows_with + 0.5)) if rows else 0.0
+    """FTS5's IDF of a word held by ``rows_with`` of ``rows`` rows.
+
+    The two counts are read by separate statements, so a writer committing between them can make
+    ``rows_with`` exceed ``rows`` (FTS5, counting in one snapshot, never sees that): such a word is
+    in every row, and weighs what FTS5 gives one, the minimum."""
+    ratio = (rows - rows_with + 0.5) / (rows_with + 0.5) if rows else 0.0
+    value = math.log(ratio) if ratio > 0.0 else 0.0
     return value if value > 0.0 else MIN_IDF
 
 
