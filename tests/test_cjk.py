@@ -339,3 +339,42 @@ def test_the_shortcut_is_exact_over_cjk_bigrams(tmp_path, fake_embedder, monkeyp
             assert [chunk for chunk, _ in got] == [chunk for chunk, _ in expected], query
             assert [score for _, score in got] == pytest.approx([score for _, score in expected], rel=1e-9)
     assert sum(result is not None for result in proven) >= 15  # the shortcut really answered
+
+
+# -- Ctrl-C inside SQLite's call to keyword_text() --------------------------------------------------
+
+
+def test_the_triggers_call_python_only_for_text_in_the_cjk_blocks(tmp_path):
+    """Every CJK character passes the triggers' GLOB (else its text would be indexed unsegmented)."""
+    import re
+
+    store = Store(tmp_path / "s.db")
+    store.close()
+    connection = sqlite3.connect(tmp_path / "s.db")
+    view = connection.execute("SELECT sql FROM sqlite_master WHERE name = 'chunk_fts_source'").fetchone()[0]
+    pattern = re.search(r"GLOB '([^']+)'", view).group(1)
+    points = [point for point in range(0x1100, 0x31350) if cjk.has_cjk(chr(point))]
+    missed = [hex(p) for p in points if not connection.execute("SELECT ? GLOB ?", (f"ab{chr(p)}c", pattern)).fetchone()[0]]
+    assert missed == []
+    assert not connection.execute("SELECT ? GLOB ?", ("Plain text — “quoted”, café…", pattern)).fetchone()[0]
+
+
+def test_ctrl_c_inside_keyword_text_is_still_ctrl_c(tmp_path, fake_embedder, monkeypatch):
+    """SQLite reports an exception in a function as "user-defined function raised exception";
+    a KeyboardInterrupt there must still stop the write as Ctrl-C does, the write rolled back."""
+    original = cjk.keyword_text
+
+    def interrupted(text):
+        if text and "中断" in text:
+            raise KeyboardInterrupt
+        return original(text)
+
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as opened:
+        opened.add_texts(["数据库是一个系统。"], ids=["first"])
+        monkeypatch.setattr(cjk, "keyword_text", interrupted)
+        summary = opened.add_texts(["这里会中断。"], ids=["second"])  # (the engine's way of saying Ctrl-C)
+        assert summary.interrupted
+        monkeypatch.setattr(cjk, "keyword_text", original)
+        assert [doc.path for doc in opened._store.documents()] == ["first"]
+        assert opened.verify().ok
+        assert opened.search("系统", mode="keyword", limit=1)[0].path == "first"

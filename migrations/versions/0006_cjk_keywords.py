@@ -4,6 +4,9 @@
 chunk's context and text passed through ``keyword_text()`` (semsearch.cjk.keyword_text, which
 every semsearch connection registers): a run of CJK characters becomes its overlapping bigrams,
 and any other text is left exactly as it was. The triggers insert and delete the same values.
+SQLite calls the function only for a value holding a character of the CJK blocks (a GLOB, in
+C): text without one is its own keyword text, and costs no call into Python (nor gives a
+Ctrl-C the chance to land inside one, where SQLite would report it as a failed function).
 
 The table is built again from the chunks already stored: nothing is embedded, and for text with
 no CJK character every token, and so every BM25 score, is what it was.
@@ -23,6 +26,13 @@ branch_labels = None
 depends_on = None
 
 _TRIGGERS = ("chunks_fts_insert", "chunks_fts_delete", "chunks_fts_update")
+# Every character semsearch.cjk treats as CJK lies in these ranges (tests/test_cjk.py checks it);
+# a few others do too, which keyword_text() then leaves as they are.
+_CJK_GLOB = (
+    "*[\u1100-\u11ff\u3005-\u3007\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff66-\uffdc\U00020000-\U0003134f]*"
+)
+_KEYWORD_TEXT = f"CASE WHEN {{0}} GLOB '{_CJK_GLOB}' THEN keyword_text({{0}}) ELSE {{0}} END"
 
 
 def _create(content: str, value: str) -> None:
@@ -59,10 +69,10 @@ def _drop() -> None:
 def upgrade() -> None:
     _drop()
     op.execute(
-        "CREATE VIEW chunk_fts_source AS "
-        "SELECT id, keyword_text(context) AS context, keyword_text(text) AS text FROM chunks"
+        "CREATE VIEW chunk_fts_source AS SELECT id, "
+        f"{_KEYWORD_TEXT.format('context')} AS context, {_KEYWORD_TEXT.format('text')} AS text FROM chunks"
     )
-    _create("chunk_fts_source", "keyword_text({})")
+    _create("chunk_fts_source", _KEYWORD_TEXT)
 
 
 def downgrade() -> None:
