@@ -344,19 +344,17 @@ def test_the_shortcut_is_exact_over_cjk_bigrams(tmp_path, fake_embedder, monkeyp
 # -- Ctrl-C inside SQLite's call to keyword_text() --------------------------------------------------
 
 
-def test_the_triggers_call_python_only_for_text_in_the_cjk_blocks(tmp_path):
-    """Every CJK character passes the triggers' GLOB (else its text would be indexed unsegmented)."""
-    import re
-
-    store = Store(tmp_path / "s.db")
-    store.close()
-    connection = sqlite3.connect(tmp_path / "s.db")
-    view = connection.execute("SELECT sql FROM sqlite_master WHERE name = 'chunk_fts_source'").fetchone()[0]
-    pattern = re.search(r"GLOB '([^']+)'", view).group(1)
-    points = [point for point in range(0x1100, 0x31350) if cjk.has_cjk(chr(point))]
-    missed = [hex(p) for p in points if not connection.execute("SELECT ? GLOB ?", (f"ab{chr(p)}c", pattern)).fetchone()[0]]
-    assert missed == []
-    assert not connection.execute("SELECT ? GLOB ?", ("Plain text — “quoted”, café…", pattern)).fetchone()[0]
+def test_sqlite_calls_python_only_for_text_beyond_ascii(tmp_path, fake_embedder, monkeypatch):
+    """ASCII text is its own keyword text: the triggers index it without calling keyword_text()."""
+    original, seen = cjk.keyword_text, []
+    monkeypatch.setattr(cjk, "keyword_text", lambda text: seen.append(text) or original(text))
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as opened:
+        opened.add_texts(["Plain ASCII text about tomatoes."], ids=["ascii"])
+        assert seen == []
+        opened.add_texts(["Café au lait.", "数据库。"], ids=["latin", "chinese"])
+        assert set(seen) >= {"Café au lait.", "数据库。"}
+        assert opened.search("tomatoes", mode="keyword", limit=1)[0].path == "ascii"
+        assert opened.search("数据库", mode="keyword", limit=1)[0].path == "chinese"
 
 
 def test_ctrl_c_inside_keyword_text_is_still_ctrl_c(tmp_path, fake_embedder, monkeypatch):
