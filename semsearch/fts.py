@@ -19,6 +19,7 @@ external content, and the triggers that keep it in step call that function, whic
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -58,7 +59,7 @@ def prepare_connection(cursor) -> None:
     """The ``keyword_text`` function, and scratch tables of one connection (in memory): query
     words and candidate rows tokenised exactly as chunk_fts tokenises, and the vocabularies of both."""
     # Deterministic: SQLite may then use it in indexes and views, and call it once per value.
-    cursor.connection.create_function(KEYWORD_TEXT, 1, cjk.keyword_text, deterministic=True)
+    cursor.connection.create_function(KEYWORD_TEXT, 1, _keyword_text, deterministic=True)
     cursor.execute(f"CREATE VIRTUAL TABLE temp.query_words USING fts5(word, tokenize='{TOKENIZER}')")
     cursor.execute("CREATE VIRTUAL TABLE temp.query_terms USING fts5vocab(temp, 'query_words', 'instance')")
     cursor.execute("CREATE VIRTUAL TABLE temp.chunk_terms USING fts5vocab(main, 'chunk_fts', 'row')")
@@ -177,6 +178,28 @@ def row_tokens(connection: Connection, ids: Sequence[int], tokens: Sequence[str]
         row_id: RowTokens(lengths[row_id], {token: tuple(c) for token, c in counts[row_id].items()})
         for row_id in lengths
     }
+
+
+_interrupted = threading.Event()  # a Ctrl-C arrived while SQLite was running keyword_text()
+
+
+def _keyword_text(value):
+    """:func:`semsearch.cjk.keyword_text` as SQLite calls it. sqlite3 turns any exception raised
+    in it into "user-defined function raised exception" and drops the original, so a Ctrl-C
+    arriving here is noted, for :func:`take_interrupt` to turn back into ``KeyboardInterrupt``."""
+    try:
+        return cjk.keyword_text(value) if isinstance(value, str) else value
+    except KeyboardInterrupt:
+        _interrupted.set()
+        raise
+
+
+def take_interrupt() -> bool:
+    """Whether a Ctrl-C was swallowed by SQLite inside ``keyword_text`` since the last call."""
+    if _interrupted.is_set():
+        _interrupted.clear()
+        return True
+    return False
 
 
 def quoted(word: str) -> str:

@@ -196,7 +196,10 @@ class Store:
 
         Every statement and connection of this store passes here on failure, wherever in a
         command the damage or the full disk is first noticed; anything else goes on as it was.
+        A Ctrl-C that SQLite swallowed inside a function of ours becomes Ctrl-C again.
         """
+        if fts.take_interrupt():
+            raise KeyboardInterrupt
         error = _storage_error(context.original_exception, self.path)
         if error is not None:
             raise error from context.original_exception

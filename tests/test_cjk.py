@@ -339,3 +339,40 @@ def test_the_shortcut_is_exact_over_cjk_bigrams(tmp_path, fake_embedder, monkeyp
             assert [chunk for chunk, _ in got] == [chunk for chunk, _ in expected], query
             assert [score for _, score in got] == pytest.approx([score for _, score in expected], rel=1e-9)
     assert sum(result is not None for result in proven) >= 15  # the shortcut really answered
+
+
+# -- Ctrl-C inside SQLite's call to keyword_text() --------------------------------------------------
+
+
+def test_sqlite_calls_python_only_for_text_beyond_ascii(tmp_path, fake_embedder, monkeypatch):
+    """ASCII text is its own keyword text: the triggers index it without calling keyword_text()."""
+    original, seen = cjk.keyword_text, []
+    monkeypatch.setattr(cjk, "keyword_text", lambda text: seen.append(text) or original(text))
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as opened:
+        opened.add_texts(["Plain ASCII text about tomatoes."], ids=["ascii"])
+        assert seen == []
+        opened.add_texts(["Café au lait.", "数据库。"], ids=["latin", "chinese"])
+        assert set(seen) >= {"Café au lait.", "数据库。"}
+        assert opened.search("tomatoes", mode="keyword", limit=1)[0].path == "ascii"
+        assert opened.search("数据库", mode="keyword", limit=1)[0].path == "chinese"
+
+
+def test_ctrl_c_inside_keyword_text_is_still_ctrl_c(tmp_path, fake_embedder, monkeypatch):
+    """SQLite reports an exception in a function as "user-defined function raised exception";
+    a KeyboardInterrupt there must still stop the write as Ctrl-C does, the write rolled back."""
+    original = cjk.keyword_text
+
+    def interrupted(text):
+        if text and "中断" in text:
+            raise KeyboardInterrupt
+        return original(text)
+
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as opened:
+        opened.add_texts(["数据库是一个系统。"], ids=["first"])
+        monkeypatch.setattr(cjk, "keyword_text", interrupted)
+        summary = opened.add_texts(["这里会中断。"], ids=["second"])  # (the engine's way of saying Ctrl-C)
+        assert summary.interrupted
+        monkeypatch.setattr(cjk, "keyword_text", original)
+        assert [doc.path for doc in opened._store.documents()] == ["first"]
+        assert opened.verify().ok
+        assert opened.search("系统", mode="keyword", limit=1)[0].path == "first"

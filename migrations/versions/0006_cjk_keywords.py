@@ -4,6 +4,11 @@
 chunk's context and text passed through ``keyword_text()`` (semsearch.cjk.keyword_text, which
 every semsearch connection registers): a run of CJK characters becomes its overlapping bigrams,
 and any other text is left exactly as it was. The triggers insert and delete the same values.
+SQLite calls the function only for a value with a character outside ASCII (its length in
+characters differs from its length in bytes: two C calls): ASCII text is its own keyword text,
+and costs no call into Python (nor gives a Ctrl-C the chance to land inside one, where SQLite
+would report it as a failed function). A GLOB over the CJK blocks was 13 times slower than the
+call it saves.
 
 The table is built again from the chunks already stored: nothing is embedded, and for text with
 no CJK character every token, and so every BM25 score, is what it was.
@@ -23,6 +28,7 @@ branch_labels = None
 depends_on = None
 
 _TRIGGERS = ("chunks_fts_insert", "chunks_fts_delete", "chunks_fts_update")
+_KEYWORD_TEXT = "CASE WHEN length({0}) = length(CAST({0} AS BLOB)) THEN {0} ELSE keyword_text({0}) END"
 
 
 def _create(content: str, value: str) -> None:
@@ -59,10 +65,10 @@ def _drop() -> None:
 def upgrade() -> None:
     _drop()
     op.execute(
-        "CREATE VIEW chunk_fts_source AS "
-        "SELECT id, keyword_text(context) AS context, keyword_text(text) AS text FROM chunks"
+        "CREATE VIEW chunk_fts_source AS SELECT id, "
+        f"{_KEYWORD_TEXT.format('context')} AS context, {_KEYWORD_TEXT.format('text')} AS text FROM chunks"
     )
-    _create("chunk_fts_source", "keyword_text({})")
+    _create("chunk_fts_source", _KEYWORD_TEXT)
 
 
 def downgrade() -> None:
