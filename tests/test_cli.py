@@ -426,7 +426,7 @@ def test_file_system_errors_and_bugs_are_one_line_too(runner, tmp_path, docs, fa
 
 
 EVERY_COMMAND = [
-    ["index", "DOCS"], ["search", "bread"], ["status"], ["remove", "DOCS"], ["rebuild"], ["verify"], ["eval", "DOCS"],
+    ["index", "DOCS"], ["search", "bread"], ["status"], ["remove", "DOCS"], ["rebuild"], ["verify"], ["eval", "BEIR"],
     ["similar", "DOCS"], ["serve"], ["mcp"], ["watch", "DOCS"],
 ]
 
@@ -445,6 +445,9 @@ def test_every_command_has_the_error_boundary(runner, tmp_path, docs, monkeypatc
 
     monkeypatch.setattr(semsearch, "open", broken)
     monkeypatch.setattr(semsearch.evaluation, "load_dataset", broken)
-    args = [str(docs) if arg == "DOCS" else arg for arg in command]
+    beir = tmp_path / "beir"  # shaped like a BEIR dataset, so eval gets as far as loading it
+    beir.mkdir()
+    (beir / "corpus.jsonl").write_text("")
+    args = [{"DOCS": str(docs), "BEIR": str(beir)}.get(arg, arg) for arg in command]
     line = one_error_line(run(runner, "--index", tmp_path / "idx", *args))
     assert line.startswith("Error: unexpected RuntimeError: boom; this is a bug")

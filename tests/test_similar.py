@@ -169,7 +169,7 @@ def test_similar_command(tmp_path, topics, fake_model):
     hits = json.loads(result.output)
     assert Path(hits[0]["path"]).name == "bread-yeast.txt"
     assert set(hits[0]) == {"rank", "score", "path", "title", "text", "chunk_id", "document_id",
-                            "start_line", "end_line", "page", "format", "metadata", "relevance"}
+                            "start_line", "end_line", "page", "format", "metadata", "relevance", "heading"}
     assert hits[0]["relevance"] is None  # estimated for search hits only
     # By the document id printed in --json, and human output with path:line.
     by_id = runner.invoke(cli, ["--index", str(index), "similar", str(hits[0]["document_id"]), "-n", "1"])
