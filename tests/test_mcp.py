@@ -79,8 +79,8 @@ def test_tools_search_get_document_and_similar(index):
     assert not search.is_error
     answer = text_of(search)
     tomatoes = str((notes / "garden/tomatoes.md").resolve())
-    # A citation an assistant can quote: path:start-end, the title, the document id.
-    assert re.search(rf"^\[1\] {re.escape(tomatoes)}:\d+(-\d+)? — Growing tomatoes \(document \d+, score ", answer, re.M)
+    # A citation an assistant can quote: path:start-end, the title and section, the document id.
+    assert re.search(rf"^\[1\] {re.escape(tomatoes)}:\d+(-\d+)? — Growing tomatoes › Pests \(document \d+, score ", answer, re.M)
     assert "hornworms" in answer
     assert text_of(document) == text_of(by_path)
     assert text_of(document).startswith(f"Growing tomatoes\n{tomatoes} (document ")
