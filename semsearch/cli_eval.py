@@ -96,14 +96,17 @@ def eval_command(
             raise click.UsageError("--rerank applies to BEIR datasets, not to --questions")
         _eval_folder(dataset_dir, questions_file, index_dir, chosen, precision, as_json)
         return
-    folder = Path(dataset_dir).expanduser()
-    if folder.is_dir() and not (folder / "corpus.jsonl").exists():
-        raise DatasetError(
-            f"{folder} holds no corpus.jsonl, so it is not a BEIR dataset; to score a folder of "
-            "documents, give --questions FILE"
-        )
     reranker = load_reranker(rerank_model) if (rerank or rerank_model) else None
-    dataset = load_dataset(dataset_dir)
+    try:
+        dataset = load_dataset(dataset_dir)
+    except DatasetError:
+        folder = Path(dataset_dir).expanduser()
+        if folder.is_dir() and not (folder / "corpus.jsonl").exists():
+            raise DatasetError(
+                f"{folder} holds no corpus.jsonl, so it is not a BEIR dataset; to score a folder of "
+                "documents, give --questions FILE"
+            ) from None
+        raise
     location = index_dir or _explicit_group_index() or default_index_dir(dataset.path)
 
     def indexed(summary) -> None:
