@@ -168,7 +168,7 @@ def test_similar_command(tmp_path, topics, fake_model):
     assert result.exit_code == 0, result.output
     hits = json.loads(result.output)
     assert Path(hits[0]["path"]).name == "bread-yeast.txt"
-    assert set(hits[0]) == {"rank", "score", "path", "title", "text", "chunk_id", "document_id",
+    assert set(hits[0]) == {"rank", "score", "path", "title", "heading", "text", "chunk_id", "document_id",
                             "start_line", "end_line", "page", "format", "metadata"}
     # By the document id printed in --json, and human output with path:line.
     by_id = runner.invoke(cli, ["--index", str(index), "similar", str(hits[0]["document_id"]), "-n", "1"])
