@@ -109,13 +109,7 @@ def eval_command(
         raise
     location = index_dir or _explicit_group_index() or default_index_dir(dataset.path)
 
-    def indexed(summary) -> None:
-        if not as_json and summary.new + summary.changed:
-            click.echo(
-                f"Indexed {summary.new + summary.changed} documents "
-                f"({summary.chunks_embedded} chunks embedded, {summary.elapsed_seconds:.0f} s).",
-                err=True,
-            )
+    indexed = _indexing_report(as_json, "documents")
 
     with semsearch.open(location, precision=precision) as engine:
         if not as_json and engine.status().documents < indexable_count(dataset):
@@ -153,13 +147,7 @@ def _eval_folder(
     questions = load_questions(questions_file, folder)
     location = index_dir or _explicit_group_index() or default_folder_index_dir(questions.folder)
 
-    def indexed(summary) -> None:
-        if not as_json and summary.new + summary.changed:
-            click.echo(
-                f"Indexed {summary.new + summary.changed} files "
-                f"({summary.chunks_embedded} chunks embedded, {summary.elapsed_seconds:.0f} s).",
-                err=True,
-            )
+    indexed = _indexing_report(as_json, "files")
 
     with semsearch.open(location, precision=precision) as engine:
         if not as_json:
@@ -185,3 +173,16 @@ def _eval_folder(
         if missed:
             click.echo(f"\n{result.mode}: {len(missed)} not answered in the top 10: "
                        + ", ".join(answer.question.id for answer in missed))
+
+
+def _indexing_report(as_json: bool, noun: str):
+    """What eval says after bringing its index up to date (nothing with --json or if nothing changed)."""
+    def indexed(summary) -> None:
+        if not as_json and summary.new + summary.changed:
+            click.echo(
+                f"Indexed {summary.new + summary.changed} {noun} "
+                f"({summary.chunks_embedded} chunks embedded, {summary.elapsed_seconds:.0f} s).",
+                err=True,
+            )
+
+    return indexed

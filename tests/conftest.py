@@ -52,6 +52,25 @@ class FakeEmbedder:
         return vectors
 
 
+def database_at(path: Path, revision: str) -> Path:
+    """A new SQLite database at ``path`` with the schema as migration ``revision`` left it (for
+    tests of what later migrations do to older indexes)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from semsearch.store import _migrations_dir
+
+    engine = create_engine(f"sqlite:///{path}")
+    config = Config()
+    config.set_main_option("script_location", str(_migrations_dir()))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    engine.dispose()
+    return path
+
+
 @pytest.fixture
 def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()

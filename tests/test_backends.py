@@ -22,6 +22,7 @@ from semsearch.cli import cli
 from semsearch.embedder import DEFAULT_MODEL
 from semsearch.errors import ModelLoadError
 from semsearch.store import SCHEMA_HEAD, Store
+from conftest import database_at
 
 REPO = Path(__file__).resolve().parent.parent
 TEXTS = [
@@ -162,20 +163,7 @@ def test_int8_for_a_model_without_an_export_is_a_clear_error(tmp_path, monkeypat
 
 
 def test_migration_0005_marks_older_indexes_fp32(tmp_path, fake_embedder):
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import create_engine
-
-    from semsearch.store import _migrations_dir
-
-    path = tmp_path / "semsearch.db"
-    engine = create_engine(f"sqlite:///{path}")
-    config = Config()
-    config.set_main_option("script_location", str(_migrations_dir()))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0004")
-    engine.dispose()
+    path = database_at(tmp_path / "semsearch.db", "0004")
     with sqlite3.connect(path) as connection:
         connection.executemany("INSERT INTO settings(key, value) VALUES (?, ?)",
                                [("model", fake_embedder.name), ("dimension", "64"),

@@ -196,7 +196,7 @@ def test_sigterm_stops_indexing_like_ctrl_c(tmp_path):
         "        return super().embed(texts)\n"
         "import semsearch.engine, semsearch.cli\n"
         "slow = Slow()\n"
-        "semsearch.engine.SentenceTransformerEmbedder = lambda name=None: slow\n"
+        "semsearch.engine.SentenceTransformerEmbedder = lambda name=None, device=None: slow\n"
         "semsearch.engine.canonical_model_name = lambda name: slow.name\n"
         "sys.argv = ['semsearch', '--index', sys.argv[1], 'index', sys.argv[2], '--json']\n"
         "semsearch.cli.main()\n"

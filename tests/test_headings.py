@@ -15,6 +15,7 @@ import semsearch.ingest
 from semsearch.cli import cli
 from semsearch.ingest import MAX_CONTEXT_CHARS, chunk_context
 from semsearch.types import SearchFilter
+from conftest import database_at
 
 MARKDOWN = """# Operations Manual
 
@@ -175,20 +176,9 @@ def test_an_older_index_is_brought_up_to_date_re_embedding_only_chunks_under_hea
 
 
 def test_migration_0007_gives_existing_chunks_an_empty_heading(tmp_path):
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import create_engine
+    from semsearch.store import SCHEMA_HEAD, Store
 
-    from semsearch.store import SCHEMA_HEAD, Store, _migrations_dir
-
-    path = tmp_path / "semsearch.db"
-    engine = create_engine(f"sqlite:///{path}")
-    config = Config()
-    config.set_main_option("script_location", str(_migrations_dir()))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0005")
-    engine.dispose()
+    path = database_at(tmp_path / "semsearch.db", "0005")
     with sqlite3.connect(path) as connection:
         connection.execute(
             "INSERT INTO documents(path, source, content_hash, size, mtime_ns, title, format, metadata, indexed_at,"

@@ -14,6 +14,7 @@ import pytest
 
 from semsearch.errors import IndexDamagedError, SchemaTooNewError
 from semsearch.store import SCHEMA_HEAD, Store
+from conftest import database_at
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -130,20 +131,7 @@ def test_installed_wheel_ships_and_runs_the_migrations(tmp_path):
 def test_upgrading_a_populated_0001_database_keeps_everything(tmp_path):
     """An index written by the first schema opens with today's code: nothing is lost, and its
     documents are marked as written by ingest version 1 (so they will be processed again)."""
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import create_engine
-
-    from semsearch.store import _migrations_dir
-
-    path = tmp_path / "old.db"
-    engine = create_engine(f"sqlite:///{path}")
-    config = Config()
-    config.set_main_option("script_location", str(_migrations_dir()))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
-    engine.dispose()
+    path = database_at(tmp_path / "old.db", "0001")
     with sqlite3.connect(path) as connection:
         connection.execute("PRAGMA foreign_keys=ON")
         connection.execute(
