@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from semsearch import __version__
+from semsearch import __version__, stopping
 from semsearch.cli_base import Settings, index_option, pass_settings, reports_errors
 from semsearch.cli_eval import eval_command
 from semsearch.location import ENV_VAR
@@ -481,12 +481,23 @@ cli.add_command(eval_command)
 
 
 def _interrupt(_signum, _frame) -> None:
+    stopping.request()  # also remembered, in case the exception lands where Python drops it
     raise KeyboardInterrupt
+
+
+def _unraisable(report) -> None:
+    # A Ctrl-C that landed in a garbage-collector callback is dropped by Python with a printed
+    # traceback; the stop it carried is remembered (`stopping`) and happens at the next safe point.
+    if isinstance(report.exc_value, KeyboardInterrupt) and stopping.requested():
+        return
+    sys.__unraisablehook__(report)
 
 
 def main() -> None:
     # `kill` (SIGTERM) stops a run the way Ctrl-C does: at a consistent point, work saved.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    sys.unraisablehook = _unraisable
     # Document paths come from the library as valid text, but a path typed by the user (an index
     # folder whose name is not UTF-8) must not crash printing either: escape it, as stderr does.
     if hasattr(sys.stdout, "reconfigure"):

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from semsearch import loaders
+from semsearch import loaders, stopping
 from semsearch.chunking import chunk_document
 from semsearch.embedder import Embedder
 from semsearch.reader import Reader, ReadJob, ReadLimits
@@ -216,6 +216,7 @@ class Indexer:
 
         def to_parse() -> Iterator[ReadJob[tuple[FileEntry, str, StoredDocument | None]]]:
             for entry in candidates:
+                stopping.check()
                 path = entry.path_text
                 try:
                     data = entry.path.read_bytes()
@@ -311,6 +312,7 @@ class Indexer:
         in_flight: _Wave | None = None
         try:
             for number, documents_of_wave in enumerate(self._waves(documents)):
+                stopping.check()
                 wave = self._plan(number, documents_of_wave, in_flight)
                 if wave.todo:
                     if model is not None:
@@ -333,6 +335,7 @@ class Indexer:
         wave: list[tuple[PendingDocument, list[_Prepared]]] = []
         wave_chunks = 0
         for document in documents:
+            stopping.check()
             prepared = self._prepare(document)
             wave.append((document, prepared))
             wave_chunks += len(prepared)
@@ -487,6 +490,7 @@ def _done(value: np.ndarray) -> Future:
 def _wait(future: Future, tracker: _Progress) -> np.ndarray:
     """The future's result, reporting progress while waiting (an interrupt still ends the wait)."""
     while True:
+        stopping.check()
         try:
             return future.result(timeout=PROGRESS_SECONDS)
         except FutureTimeout:

@@ -380,6 +380,38 @@ def test_interrupted_run_leaves_a_consistent_index_and_resumes(tmp_path, fake_em
         assert list(live_vector_ids(index_dir, fake_embedder.dimension)) == list(stored_chunk_ids(index_dir))
 
 
+def test_a_stop_recorded_by_a_signal_ends_the_run_even_if_its_exception_was_lost(tmp_path, fake_embedder, monkeypatch):
+    """Python drops a Ctrl-C raised inside a garbage-collector callback; the stop the CLI's signal
+    handler records must still end the run at the next wave, consistently."""
+    import semsearch.ingest
+    from semsearch import stopping
+
+    monkeypatch.setattr(semsearch.ingest, "WAVE_CHUNKS", 5)
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(20):
+        (root / f"note{i:02}.txt").write_text(f"Note {i}\n\nThe subject of note {i} is topic{i}.\n")
+    embed = fake_embedder.embed
+
+    def embed_then_lose_a_stop(texts):
+        if len(fake_embedder.embedded) >= 8:
+            stopping.request()  # as the handler does; the KeyboardInterrupt itself went nowhere
+        return embed(texts)
+
+    monkeypatch.setattr(fake_embedder, "embed", embed_then_lose_a_stop)
+    try:
+        with open_engine(tmp_path / "idx", fake_embedder) as engine:
+            summary = engine.index(root)
+            assert summary.interrupted and 0 < summary.new < 20
+            assert engine.vectors().count() == engine.status().chunks
+    finally:
+        stopping.clear()
+    monkeypatch.setattr(fake_embedder, "embed", embed)
+    with open_engine(tmp_path / "idx", fake_embedder) as engine:
+        resumed = engine.index(root)
+        assert not resumed.interrupted and resumed.new == 20 - summary.new
+
+
 def test_add_texts_search_metadata_and_replace(tmp_path, fake_embedder):
     with open_engine(tmp_path / "idx", fake_embedder) as engine:
         summary = engine.add_texts(
