@@ -1,12 +1,18 @@
-"""`semsearch search` as a new process: on its own, and with a `semsearch serve` of the index running.
+"""`semsearch search` as a new process: on its own, with a `semsearch serve` of the index running,
+and with the server a search keeps warm by itself.
 
     .venv/bin/python benchmarks/cli_start.py --index INDEX [--query TEXT] [--runs 5]
 
-Starts ``semsearch serve --port 0`` on INDEX, waits until it listens, then runs the same
-``semsearch --index INDEX search QUERY`` as a new process alternately with and without
-``--local`` (one untimed run of each first), checks that both print the same, and prints each
-wall time and the medians. ``benchmarks/scale.py`` measures the same two figures at each size;
-this script measures them alone, e.g. with every other process on the machine paused.
+1. ``serve``: starts ``semsearch serve --port 0`` on INDEX, waits until it listens, then runs
+   the same ``semsearch --index INDEX search QUERY`` as a new process alternately with and
+   without ``--local`` (one untimed run of each first), checks that both print the same, and
+   stops the server.
+2. ``keep warm``: with ``SEMSEARCH_KEEP_WARM`` set, times the first search (answered in its
+   own process, which then starts a server in the background), waits for that server, then
+   alternates searches (sent to it) with ``--local`` ones, and stops it.
+
+Prints each wall time and the medians. ``benchmarks/scale.py`` measures the first two figures at
+each size; this script measures them alone, e.g. with every other process on the machine paused.
 """
 
 from __future__ import annotations
@@ -21,16 +27,69 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from semsearch import rendezvous  # noqa: E402  (standard library only)
+
 BIN = Path(sys.executable).parent  # the venv whose python runs this; its `semsearch` is the CLI
 
 
-def timed(command: list[str]) -> tuple[float, str]:
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"{shlex.join(command)} failed ({result.returncode}): {result.stderr.strip()}")
     return wall, result.stdout
+
+
+def alternate(search: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
+    """Wall times of ``search`` and of ``search --local``, alternating; both must print the same."""
+    served, local = [], []
+    for _ in range(runs):
+        wall, printed = timed(search, env)
+        served.append(wall)
+        wall, printed_here = timed(search + ["--local"], env)
+        local.append(wall)
+        if printed != printed_here:
+            raise SystemExit("the served search printed something else than the local one")
+    return served, local
+
+
+def with_serve(args, search: list[str]) -> tuple[list[float], list[float]]:
+    env = {**os.environ, "SEMSEARCH_KEEP_WARM": "0"}
+    serve = [str(BIN / "semsearch"), "--index", str(args.index), "serve", "--port", "0"]
+    server = subprocess.Popen(serve, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        line = server.stdout.readline()
+        if " at http://" not in line:
+            raise SystemExit(f"semsearch serve did not start: {line}{server.stdout.read()}")
+        timed(search, env)
+        timed(search + ["--local"], env)
+        return alternate(search, env, args.runs)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+
+
+def with_keep_warm(args, search: list[str]) -> tuple[float, list[float], list[float]]:
+    env = {**os.environ, "SEMSEARCH_KEEP_WARM": "120"}
+    if rendezvous.find(args.index) is not None:
+        raise SystemExit("a server of this index is running already; stop it first")
+    first, _ = timed(search, env)
+    deadline = time.monotonic() + 120
+    while (announced := rendezvous.find(args.index)) is None:
+        if time.monotonic() > deadline:
+            raise SystemExit("the search started no server within 120 s")
+        time.sleep(0.1)
+    try:
+        timed(search, env)
+        return first, *alternate(search, env, args.runs)
+    finally:
+        os.kill(announced.pid, signal.SIGINT)
+
+
+def line(label: str, walls: list[float]) -> str:
+    return f"{label:28s} {' '.join(f'{x:.3f}' for x in walls)} s; median {statistics.median(walls):.3f} s"
 
 
 def main() -> None:
@@ -40,29 +99,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     search = [str(BIN / "semsearch"), "--index", str(args.index), "search", args.query, "-n", "10"]
-    serve = [str(BIN / "semsearch"), "--index", str(args.index), "serve", "--port", "0"]
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    server = subprocess.Popen(serve, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        line = server.stdout.readline()
-        if " at http://" not in line:
-            raise SystemExit(f"semsearch serve did not start: {line}{server.stdout.read()}")
-        timed(search)
-        timed(search + ["--local"])
-        served, local = [], []
-        for _ in range(args.runs):
-            wall, printed = timed(search)
-            served.append(wall)
-            wall, printed_here = timed(search + ["--local"])
-            local.append(wall)
-            if printed != printed_here:
-                raise SystemExit("the served search printed something else than the local one")
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+    served, local = with_serve(args, search)
+    first, warm, local_again = with_keep_warm(args, search)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"served: {' '.join(f'{x:.3f}' for x in served)} s; median {statistics.median(served):.3f} s")
-    print(f"local:  {' '.join(f'{x:.3f}' for x in local)} s; median {statistics.median(local):.3f} s")
+    print(line("served (semsearch serve):", served))
+    print(line("local:", local))
+    print(f"{'keep warm, first search:':28s} {first:.3f} s (answered here; starts the server)")
+    print(line("keep warm, the next ones:", warm))
+    print(line("local (same rounds):", local_again))
 
 
 if __name__ == "__main__":

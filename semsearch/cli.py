@@ -196,7 +196,9 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
     Each hit is shown with its relevance, from 0 to 1: about how often a hit like it was judged
     relevant when semsearch was calibrated (0.6: about 60% of the time; see docs/quality.md).
     If a `semsearch serve` of the same index is running on this machine, the search is sent to
-    it (no model to load here: about 0.3 s instead of 1.2-1.6 s); --local searches in this process anyway.
+    it (no model to load here: about 0.3 s instead of 1.2-1.6 s). A search answered here starts
+    one in the background, which stops after 10 minutes without a search
+    ($SEMSEARCH_KEEP_WARM=SECONDS sets that time, 0 turns it off). --local does neither.
     """
     metadata = _metadata_filter(meta)
     reranker = None
@@ -205,7 +207,8 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
 
         reranker = load_reranker(rerank_model)
     forwarded = None
-    if reranker is None and not local:
+    shared = reranker is None and not local  # a search a server of the index can answer
+    if shared:
         from semsearch import client
         from semsearch.location import default_index_dir
 
@@ -219,6 +222,11 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
             hits = engine.search(query, limit=limit, mode=mode, path=path_glob, types=types,
                                  metadata=metadata, group_by_document=group_by_document, reranker=reranker,
                                  min_score=min_score)
+            directory = engine.directory
+        if shared:  # answered here: keep a server warm for the next search (semsearch.warm)
+            from semsearch import warm
+
+            warm.start_server(directory, warm.launcher())
     if as_json:
         click.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
         return
@@ -318,6 +326,11 @@ def status_command(settings: Settings, index_dir: str | None, as_json: bool) -> 
         ("Size on disk", human_size(status.size_bytes)),
         ("Last indexed", status.last_indexed or "never"),
     ]
+    from semsearch import rendezvous
+
+    server = rendezvous.find(status.location)
+    if server is not None:  # searches go to it (a `serve`, or the one a search keeps warm)
+        rows.append(("Server", f"{server.url} (pid {server.pid}); `semsearch search` asks it"))
     for label, value in rows:
         click.echo(f"{label + ':':<14}{value}")
 
@@ -388,10 +401,12 @@ def rebuild_command(settings: Settings, index_dir: str | None, vector_index: str
 @click.option("--token", envvar="SEMSEARCH_TOKEN", metavar="TOKEN",
               help="Require this token on every request (Authorization: Bearer TOKEN). Default: $SEMSEARCH_TOKEN.")
 @click.option("--allow-remote", is_flag=True, help="Allow a --host other machines can reach (needs a token).")
+@click.option("--idle-exit", type=click.FloatRange(min=1.0), metavar="SECONDS",
+              help="Stop after SECONDS without a request (the server `search` keeps warm uses this).")
 @pass_settings
 @reports_errors
 def serve_command(settings: Settings, index_dir: str | None, host: str, port: int, token: str | None,
-                  allow_remote: bool) -> None:
+                  allow_remote: bool, idle_exit: float | None) -> None:
     """Serve the index over HTTP: a JSON API, a search page at / and the API's reference at /docs.
 
     One long-lived process: the model and the index stay open, and documents that an `index`
@@ -404,7 +419,10 @@ def serve_command(settings: Settings, index_dir: str | None, host: str, port: in
             click.echo(f"Serving {engine.directory} at {url} (API reference: {url}docs; Ctrl-C stops)")
             sys.stdout.flush()
 
-        serve(engine, host=host, port=port, token=token or None, allow_remote=allow_remote, ready=ready)
+        idle = serve(engine, host=host, port=port, token=token or None, allow_remote=allow_remote, ready=ready,
+                     idle_exit=idle_exit)
+    if idle:
+        click.echo(f"Stopped: no request for {idle_exit:g} s.")
 
 
 @cli.command("mcp")

@@ -47,7 +47,7 @@ def records_dir() -> Path:
 def record_path(index_dir: str | os.PathLike[str]) -> Path:
     """Where the record of a server of ``index_dir`` is (one per index)."""
     resolved = str(Path(index_dir).expanduser().resolve())
-    return records_dir() / f"{hashlib.sha256(resolved.encode('utf-8')).hexdigest()[:24]}.json"
+    return records_dir() / f"{hashlib.sha256(os.fsencode(resolved)).hexdigest()[:24]}.json"
 
 
 def announce(index_dir: str | os.PathLike[str], url: str, token: str | None) -> Callable[[], None]:

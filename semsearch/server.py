@@ -41,7 +41,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from semsearch import __version__, rendezvous
+from semsearch import __version__, rendezvous, warm
 from semsearch.engine import Engine
 from semsearch.errors import (
     DocumentNotFoundError,
@@ -249,6 +249,7 @@ class _Guard:
     def __init__(self, app: FastAPI, *, token: "str | None") -> None:
         self.app = app
         self._token = token.encode() if token else None
+        self.last_request = time.monotonic()  # read by serve(idle_exit=...)
 
     def __getattr__(self, name: str) -> Any:  # routes, openapi(), state: as the app has them
         return getattr(self.app, name)
@@ -257,6 +258,7 @@ class _Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        self.last_request = time.monotonic()
         headers = dict(scope.get("headers") or ())
         set_cookie = False
         if self._token is not None:
@@ -393,9 +395,11 @@ def serve(
     allow_remote: bool = False,
     ready: Any = None,
     serialize: bool = False,
-) -> None:
-    """Serve ``engine`` until interrupted. ``ready(url)`` is called once the socket listens;
-    ``serialize`` is :func:`create_app`'s."""
+    idle_exit: float | None = None,
+) -> bool:
+    """Serve ``engine`` until interrupted, or until no request came for ``idle_exit`` seconds
+    (then return True). ``ready(url)`` is called once the socket listens; ``serialize`` is
+    :func:`create_app`'s."""
     import uvicorn
 
     if not is_loopback(host):
@@ -421,8 +425,9 @@ def serve(
     listener.listen(128)
     bound_host, bound_port = listener.getsockname()[:2]
     url = f"http://{'[' + bound_host + ']' if ':' in bound_host else bound_host}:{bound_port}/"
+    app = create_app(engine, token=token, serialize=serialize)
     config = uvicorn.Config(
-        create_app(engine, token=token, serialize=serialize),
+        app,
         log_level="warning",
         access_log=False,
         server_header=False,
@@ -435,9 +440,26 @@ def serve(
     local_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(bound_host, bound_host)
     local_url = f"http://{'[' + local_host + ']' if ':' in local_host else local_host}:{bound_port}/"
     withdraw = rendezvous.announce(engine.directory, local_url, token)
+    warm.started(engine.directory)
+    idle: list[bool] = []
+    if idle_exit is not None:
+        threading.Thread(target=_stop_when_idle, args=(server, app, idle_exit, idle), daemon=True,
+                         name="semsearch-idle").start()
     try:
         if ready is not None:
             ready(url)
         server.run(sockets=[listener])
     finally:
         withdraw()
+    return bool(idle)
+
+
+def _stop_when_idle(server: Any, app: _Guard, seconds: float, idle: list[bool]) -> None:
+    """Ask ``server`` to stop once ``seconds`` pass without a request (checked every second)."""
+    while not server.should_exit:
+        waited = time.monotonic() - app.last_request
+        if waited >= seconds:
+            idle.append(True)
+            server.should_exit = True
+            return
+        time.sleep(min(1.0, seconds - waited))

@@ -131,6 +131,20 @@ def write_file():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def no_warm_servers():
+    """A search answered locally starts a server in the background (semsearch.warm): not in
+    tests, except those that ask for it (their processes would outlive the test otherwise). Set
+    here, not at import: tests/fake_cli.py imports this module in processes that may ask."""
+    previous = os.environ.get("SEMSEARCH_KEEP_WARM")
+    os.environ["SEMSEARCH_KEEP_WARM"] = "0"
+    yield
+    if previous is None:
+        os.environ.pop("SEMSEARCH_KEEP_WARM", None)
+    else:
+        os.environ["SEMSEARCH_KEEP_WARM"] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
     """Keep the ONNX query-model exports of real-model tests out of the user's cache."""
     previous = os.environ.get("SEMSEARCH_CACHE")

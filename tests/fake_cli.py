@@ -49,6 +49,7 @@ def main() -> None:
     import semsearch.cli
     import semsearch.embedder
     import semsearch.engine
+    import semsearch.warm
 
     embedder = FakeEmbedder()
     original = semsearch.embedder.canonical_model_name
@@ -56,6 +57,7 @@ def main() -> None:
         lambda name: embedder.name if name in (None, embedder.name) else original(name)
     )
     semsearch.engine.SentenceTransformerEmbedder = lambda name=None, device=None: embedder
+    semsearch.warm.launcher = lambda: [sys.executable, str(TESTS / "fake_cli.py")]  # a server it starts: fake too
     semsearch.cli.main()
 
 

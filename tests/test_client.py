@@ -128,3 +128,53 @@ def test_records_are_private_versioned_and_only_their_owner_removes_them(tmp_pat
     assert path.exists()
     path.write_text("{not json")
     assert rendezvous.find(index) is None
+
+
+def wait_until(condition, timeout: float = 90.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def test_a_search_answered_here_keeps_a_server_warm_for_the_next_ones(fake_index, own_cache):
+    import time
+
+    warm_env = {**own_cache, "SEMSEARCH_KEEP_WARM": "4"}
+    search = ["--index", str(fake_index), "search", "tomatoes sun", "--json"]
+    local_only = run([*FAKE_CLI, *search, "--local"], warm_env)
+    assert local_only.returncode == 0, local_only.stderr
+    time.sleep(1)
+    assert rendezvous.find(fake_index) is None  # --local neither asks nor starts a server
+    assert not list(rendezvous.records_dir().glob("*.starting")) if rendezvous.records_dir().exists() else True
+
+    first = run([*FAKE_CLI, *search], warm_env)
+    assert first.returncode == 0, first.stderr
+    announced = wait_until(lambda: rendezvous.find(fake_index))
+    assert announced.token and announced.url.startswith("http://127.0.0.1:")  # loopback, its own token
+    assert not list(rendezvous.records_dir().glob("*.starting"))  # the start is over
+    # The real command line cannot load the fake model: only that server can answer it.
+    for _ in range(3):
+        again = run([*REAL_CLI, *search], warm_env)
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout) == json.loads(first.stdout) == json.loads(local_only.stdout)
+    assert rendezvous.find(fake_index).pid == announced.pid  # no second server was started
+    shown = run([*FAKE_CLI, "--index", str(fake_index), "status"], warm_env)
+    assert f"(pid {announced.pid})" in shown.stdout, shown.stdout + shown.stderr
+    # Left alone, it stops by itself and takes its record with it.
+    wait_until(lambda: rendezvous.find(fake_index) is None, timeout=30)
+    wait_until(lambda: not rendezvous._alive(announced.pid), timeout=10)
+
+
+def test_keep_warm_off_starts_nothing(fake_index, own_cache):
+    import time
+
+    off = run([*FAKE_CLI, "--index", str(fake_index), "search", "tides"], {**own_cache, "SEMSEARCH_KEEP_WARM": "0"})
+    assert off.returncode == 0, off.stderr
+    time.sleep(1)
+    assert rendezvous.find(fake_index) is None
