@@ -15,6 +15,7 @@ fake embedder (no model: the campaign is about storage, not embeddings).
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import sqlite3
@@ -31,6 +32,8 @@ sys.path.insert(0, str(TESTS))
 
 from vectors_on_disk import live_vector_ids, stored_chunk_ids  # noqa: E402
 
+os.environ["SEMSEARCH_KEEP_WARM"] = "0"  # the searches run here must not leave servers behind
+
 # A child process running the real CLI with the fake embedder, slowed a little so a kill can land
 # anywhere, small waves so there are many commits, and small merge windows so merges happen often.
 CHILD = """
@@ -38,6 +41,7 @@ import sys, time
 sys.path.insert(0, {tests!r})
 from conftest import FakeEmbedder
 import semsearch.engine, semsearch.ingest, semsearch.vector_store, semsearch.cli
+
 class Slow(FakeEmbedder):
     def embed(self, texts):
         time.sleep(0.01 * len(texts))

@@ -48,6 +48,8 @@ from fake_cli import CHILD as FAKE_EMBEDDER_CHILD  # noqa: E402
 from hostile_files import busy_pdf, docx_bomb  # noqa: E402
 from pdfgen import make_pdf  # noqa: E402
 
+os.environ["SEMSEARCH_KEEP_WARM"] = "0"  # the searches run here must not leave servers behind
+
 # Limits for the run: low enough that the hostile files cost seconds, not minutes, and far from
 # what any other file here needs (the slowest, deep HTML, takes 1-2 s), so that a loaded machine
 # does not skip an ordinary file one run and index it the next.

@@ -28,7 +28,7 @@ that source) builds a fresh index and measures, through the public API only (``s
 - the same CLI search while a ``semsearch serve`` of the index runs (the CLI sends the query to it),
   checked to print exactly what the local search prints;
 - peak RSS: a process that opens the index and runs 50 searches of every kind (``ru_maxrss``);
-- warm library search: p50/p95 over ``--queries`` queries (semantic, hybrid, keyword; semantic and
+- warm library search: p50/p95 over ``--queries`` queries, after ``--warmup`` other ones (semantic, hybrid, keyword; semantic and
   hybrid with a metadata filter matching 1% and 50% of chunks), and recall@10 of each semantic case
   against exact brute force over the vectors the benchmark generated (numpy);
 - writes on a warm engine: add one new text, change one text, re-add one text unchanged (and the bytes
@@ -373,7 +373,7 @@ class SizeRun:
     def processes(self) -> None:
         runs = self.args.process_runs
         log(f"  new processes: open + first query, CLI search, peak RSS ({runs} runs each)")
-        env = dict(os.environ)
+        env = {**os.environ, "SEMSEARCH_KEEP_WARM": "0"}  # "on its own" means no server started by a search
         probe = [sys.executable, "-c", SEARCH_PROCESS, str(BENCHMARKS), str(self.index), self.model]
         one = json.dumps(query_texts(1))
         first = [self._search_process(probe + [one, "semantic"], env) for _ in range(runs + 1)][1:]
@@ -423,13 +423,15 @@ class SizeRun:
     # warm searches and recall
 
     def warm_searches(self) -> None:
-        queries = query_texts(self.args.queries)
-        log(f"  warm searches: {len(queries)} queries x {len(SEARCH_KINDS)} kinds")
+        every = query_texts(self.args.queries + self.args.warmup)
+        queries, warmup = every[: self.args.queries], every[self.args.queries :] or every[-1:]
+        log(f"  warm searches: {len(queries)} queries x {len(SEARCH_KINDS)} kinds, after {len(warmup)} others")
         engine = self.open()
         timings, found = {}, {}
         for kind in SEARCH_KINDS:
             options = search_options(kind)
-            engine.search(queries[-1], limit=10, **options)  # untimed: loads what the first search loads
+            for query in warmup:  # untimed, other queries: what a server that has been answering has loaded
+                engine.search(query, limit=10, **options)
             times, rows = [], []
             for query in queries:
                 started = time.perf_counter()
@@ -579,7 +581,7 @@ def run_size(size: int, label: str, env: dict[str, str], workdir: Path, args: ar
         shutil.rmtree(index, ignore_errors=True)
     command = [
         sys.executable, __file__, "--child", "--size", str(size), "--index", str(index), "--out", str(out),
-        "--batch", str(args.batch), "--queries", str(args.queries),
+        "--batch", str(args.batch), "--queries", str(args.queries), "--warmup", str(args.warmup),
         "--write-runs", str(args.write_runs), "--process-runs", str(args.process_runs),
         *(["--reuse"] if reuse else []),
     ]
@@ -663,6 +665,8 @@ def parse_args() -> argparse.Namespace:
                         help="measure the indexes an earlier --keep run left in --workdir instead of building them")
     parser.add_argument("--batch", type=int, default=20_000, help="texts per add_texts call when building")
     parser.add_argument("--queries", type=int, default=200, help="queries per kind of warm search")
+    parser.add_argument("--warmup", type=int, default=20,
+                        help="other queries searched untimed first, per kind (a warm process has answered some)")
     parser.add_argument("--write-runs", type=int, default=7, help="runs of each write measurement")
     parser.add_argument("--process-runs", type=int, default=5, help="runs of each new-process measurement")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -127,12 +127,15 @@ def score_rows(
     a word is not one token to FTS5 (a phrase, or a prefix word)."""
     if any(len(stats.tokens.get(word, ())) != 1 for word in words):
         return None
-    tokens = list(dict.fromkeys(stats.tokens[word][0] for word in words))
+    # One token per word, repeated where two words stem alike ("cell cells"): FTS5 scores each
+    # word of an OR query on its own, so such a token counts once per word.
+    word_tokens = [stats.tokens[word][0] for word in words]
+    tokens = list(dict.fromkeys(word_tokens))
     idfs = {token: idf(stats.rows, stats.rows_with.get(token, 0)) for token in tokens}
     scored = []
     for row_id, row in row_tokens(ids, tokens).items():
         score = 0.0
-        for token in tokens:
+        for token in word_tokens:
             counts = row.counts.get(token)
             if counts:
                 frequency = sum(weight * count for weight, count in zip(weights, counts))

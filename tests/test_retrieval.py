@@ -240,21 +240,22 @@ def test_hybrid_scores_chunks_found_by_one_side_with_their_real_other_score(engi
         assert math.isclose(score, expected, rel_tol=1e-6, abs_tol=1e-9)
 
 
-def test_hybrid_feedback_searches_once_more_with_the_query_moved_towards_its_first_hits(engine):
+def test_hybrid_feedback_ranks_its_candidates_again_with_the_query_moved_towards_its_first_hits(engine):
     from semsearch.retrieval import Retriever
     from semsearch.types import SearchFilter
 
     engine.vectors().refresh()
     settings = FusionSettings(feedback_depth=2, feedback_weight=0.5)
     plain = Retriever(engine._store, engine.vectors(), engine._embed_query, FusionSettings(feedback_depth=0))
-    first = plain.semantic("bread oven", 2, SearchFilter())
+    candidates = plain.semantic("bread oven", 5, SearchFilter())
     query = np.asarray(engine._embed_query("bread oven"), dtype=np.float32).reshape(-1)
-    _ids, top = engine._store.vectors_of(np.asarray([chunk for chunk, _ in first]))
+    _ids, top = engine._store.vectors_of(np.asarray([chunk for chunk, _ in candidates[:2]]))
     moved = query + 0.5 * top.mean(axis=0)
     moved /= np.linalg.norm(moved)
-    ids, vectors = next(engine._store.vectors_between(0, 10**9))
-    cosines = vectors @ moved  # brute force over every chunk: the oracle
-    expected = sorted(zip(ids.tolist(), cosines.tolist()), key=lambda pair: (-pair[1], pair[0]))[:5]
+    ids, vectors = engine._store.vectors_of(np.asarray([chunk for chunk, _ in candidates]))
+    cosines = vectors @ moved  # the first search's five, scored against the moved vector: the oracle
+    expected = sorted(zip(ids.tolist(), cosines.tolist()), key=lambda pair: (-pair[1], pair[0]))
+    assert [chunk for chunk, _ in expected] != [chunk for chunk, _ in candidates]  # feedback moved something
 
     retriever = Retriever(engine._store, engine.vectors(), engine._embed_query, settings)
     for _ in range(2):  # a grouped search asks again, deeper: the vector moves once
