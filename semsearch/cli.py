@@ -419,10 +419,10 @@ def serve_command(settings: Settings, index_dir: str | None, host: str, port: in
             click.echo(f"Serving {engine.directory} at {url} (API reference: {url}docs; Ctrl-C stops)")
             sys.stdout.flush()
 
-        idle = serve(engine, host=host, port=port, token=token or None, allow_remote=allow_remote, ready=ready,
-                     idle_exit=idle_exit)
-    if idle:
-        click.echo(f"Stopped: no request for {idle_exit:g} s.")
+        why = serve(engine, host=host, port=port, token=token or None, allow_remote=allow_remote, ready=ready,
+                    idle_exit=idle_exit)
+    if why:
+        click.echo(f"Stopped: {why}.")
 
 
 @cli.command("mcp")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 INDEX_DIR_NAME = ".semsearch"
 ENV_VAR = "SEMSEARCH_INDEX"
+DATABASE_NAME = "semsearch.db"  # the index's SQLite file, inside its folder
 
 
 def user_index_dir() -> Path:

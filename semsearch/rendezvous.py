@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from semsearch import __version__
+from semsearch.location import DATABASE_NAME
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def announce(index_dir: str | os.PathLike[str], url: str, token: str | None) -> 
     means searches do not find this server."""
     path = record_path(index_dir)
     body = {"version": __version__, "pid": os.getpid(), "url": url, "token": token,
-            "index": str(Path(index_dir).expanduser().resolve())}
+            "index": str(Path(index_dir).expanduser().resolve()), "database": identity(index_dir)}
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".record-")  # mode 0600
@@ -89,7 +90,19 @@ def find(index_dir: str | os.PathLike[str]) -> Announced | None:
         return None
     if not _alive(pid):
         return None
+    if found.get("database") != identity(index_dir):
+        return None  # the index was deleted and made again since: that server reads the old one
     return Announced(url=url, token=token, pid=pid)
+
+
+def identity(index_dir: str | os.PathLike[str]) -> list[int] | None:
+    """Which file the index's database is (device and inode): a server keeps the file it opened
+    even when the index is deleted and made again at the same path."""
+    try:
+        found = os.stat(Path(index_dir) / DATABASE_NAME)
+    except (OSError, ValueError):
+        return None
+    return [found.st_dev, found.st_ino]
 
 
 def _read(path: Path) -> dict | None:

@@ -396,10 +396,10 @@ def serve(
     ready: Any = None,
     serialize: bool = False,
     idle_exit: float | None = None,
-) -> bool:
-    """Serve ``engine`` until interrupted, or until no request came for ``idle_exit`` seconds
-    (then return True). ``ready(url)`` is called once the socket listens; ``serialize`` is
-    :func:`create_app`'s."""
+) -> str | None:
+    """Serve ``engine`` until interrupted; with ``idle_exit``, also until no request came for
+    that many seconds or the index was replaced, and then say which (a sentence). ``ready(url)``
+    is called once the socket listens; ``serialize`` is :func:`create_app`'s."""
     import uvicorn
 
     if not is_loopback(host):
@@ -441,9 +441,10 @@ def serve(
     local_url = f"http://{'[' + local_host + ']' if ':' in local_host else local_host}:{bound_port}/"
     withdraw = rendezvous.announce(engine.directory, local_url, token)
     warm.started(engine.directory)
-    idle: list[bool] = []
+    stopped: list[str] = []  # why the watchdog stopped it
     if idle_exit is not None:
-        threading.Thread(target=_stop_when_idle, args=(server, app, idle_exit, idle), daemon=True,
+        watched = (engine.directory, rendezvous.identity(engine.directory))
+        threading.Thread(target=_stop_when_idle, args=(server, app, idle_exit, stopped, watched), daemon=True,
                          name="semsearch-idle").start()
     try:
         if ready is not None:
@@ -451,15 +452,21 @@ def serve(
         server.run(sockets=[listener])
     finally:
         withdraw()
-    return bool(idle)
+    return stopped[0] if stopped else None
 
 
-def _stop_when_idle(server: Any, app: _Guard, seconds: float, idle: list[bool]) -> None:
-    """Ask ``server`` to stop once ``seconds`` pass without a request (checked every second)."""
+def _stop_when_idle(server: Any, app: _Guard, seconds: float, stopped: list[str], watched: tuple[Path, Any]) -> None:
+    """Ask ``server`` to stop once ``seconds`` pass without a request, or once the index it
+    serves was deleted or made again at its path (it would go on reading the old files).
+    Checked every second."""
+    directory, database = watched
     while not server.should_exit:
         waited = time.monotonic() - app.last_request
-        if waited >= seconds:
-            idle.append(True)
+        if rendezvous.identity(directory) != database:
+            stopped.append(f"the index at {directory} was deleted or replaced")
+        elif waited >= seconds:
+            stopped.append(f"no request for {seconds:g} s")
+        if stopped:
             server.should_exit = True
             return
-        time.sleep(min(1.0, seconds - waited))
+        time.sleep(min(1.0, max(seconds - waited, 0.01)))

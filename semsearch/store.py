@@ -43,10 +43,10 @@ from semsearch.errors import (
     StorageError,
 )
 from semsearch.filters import allowed_documents, filter_conditions
+from semsearch.location import DATABASE_NAME  # noqa: F401  (re-exported: the engine names the file)
 from semsearch.schema import chunks, documents, segments, settings, tombstones
 from semsearch.types import ChunkDraft, Document, DocumentChunk, SearchFilter
 
-DATABASE_NAME = "semsearch.db"
 SCHEMA_HEAD = "0007"  # the newest migration in migrations/versions/
 HEADING_SEPARATOR = " › "  # between the headings of a chunk's heading path, and after its title in its context
 TOKEN_COUNTS_KEPT = 100_000  # keyword_statistics forgets its counts past this many tokens

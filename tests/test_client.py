@@ -178,3 +178,24 @@ def test_keep_warm_off_starts_nothing(fake_index, own_cache):
     assert off.returncode == 0, off.stderr
     time.sleep(1)
     assert rendezvous.find(fake_index) is None
+
+
+def test_a_server_of_an_index_made_again_at_its_path_is_not_asked_and_stops(fake_index, own_cache, tmp_path):
+    import shutil
+
+    warm_env = {**own_cache, "SEMSEARCH_KEEP_WARM": "60"}
+    first = run([*FAKE_CLI, "--index", str(fake_index), "search", "tides", "--json"], warm_env)
+    assert first.returncode == 0, first.stderr
+    old = wait_until(lambda: rendezvous.find(fake_index))
+    # Deleted and made again from other notes: the old server still holds the old files open.
+    shutil.rmtree(fake_index)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "bread.md").write_text("# Bread\n\nKnead the dough and bake it.\n")
+    made = run([*FAKE_CLI, "--index", str(fake_index), "index", str(other)], own_cache)
+    assert made.returncode == 0, made.stderr
+    assert rendezvous.find(fake_index) is None  # its record names the old database file
+    found = run([*FAKE_CLI, "--index", str(fake_index), "search", "tides", "--json"], {**own_cache, "SEMSEARCH_KEEP_WARM": "0"})
+    assert found.returncode == 0, found.stderr
+    assert [hit["path"] for hit in json.loads(found.stdout)] == [str(other / "bread.md")]
+    wait_until(lambda: not rendezvous._alive(old.pid), timeout=15)  # it noticed and stopped
