@@ -184,7 +184,7 @@ def _print_summary(summary, directory: Path, verbose: bool) -> None:
               help="Leave out hits whose relevance is below this (e.g. 0.5).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits.")
 @click.option("--local", is_flag=True,
-              help="Search in this process even when a `semsearch serve` of the index is running.")
+              help="Search in this process even when a `semsearch serve` of the index is running, and start none.")
 @pass_settings
 @reports_errors
 def search_command(settings: Settings, query: str, index_dir: str | None, limit: int, mode: str,
