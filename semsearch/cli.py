@@ -514,7 +514,8 @@ def _unraisable(report) -> None:
 def main() -> None:
     # `kill` (SIGTERM) stops a run the way Ctrl-C does: at a consistent point, work saved.
     signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (`cmd &`)
+        signal.signal(signal.SIGINT, _interrupt)
     sys.unraisablehook = _unraisable
     # Document paths come from the library as valid text, but a path typed by the user (an index
     # folder whose name is not UTF-8) must not crash printing either: escape it, as stderr does.

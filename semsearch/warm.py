@@ -40,7 +40,7 @@ def idle_seconds() -> int:
         return 0
     try:
         return max(0, int(float(value)))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or "inf"
         return DEFAULT_SECONDS
 
 

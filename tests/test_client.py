@@ -199,3 +199,12 @@ def test_a_server_of_an_index_made_again_at_its_path_is_not_asked_and_stops(fake
     assert found.returncode == 0, found.stderr
     assert [hit["path"] for hit in json.loads(found.stdout)] == [str(other / "bread.md")]
     wait_until(lambda: not rendezvous._alive(old.pid), timeout=15)  # it noticed and stopped
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("", 600), ("0", 0), ("off", 0), ("30", 30), ("-5", 0),
+                                                ("soon", 600), ("inf", 600), ("nan", 600)])
+def test_keep_warm_reads_its_setting_without_failing(monkeypatch, value, seconds):
+    from semsearch import warm
+
+    monkeypatch.setenv("SEMSEARCH_KEEP_WARM", value)
+    assert warm.idle_seconds() == seconds
