@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from semsearch.filter_vectors import FilterVectors, nearest
 from semsearch.store import SegmentRecord, Store, VectorState, Writer
 from semsearch.vector_index import (
     FLAT_SCORE_ERROR,
@@ -85,6 +86,7 @@ class VectorStore:
         self._damaged: tuple[str, ...] = ()  # segments a reader had to rebuild in memory
         self.probe = DEFAULT_PROBE
         self._refreshing = threading.Lock()  # a server's threads share one store
+        self._filter_vectors = FilterVectors(store.vectors_of)  # narrow filters' vectors, by revision
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -172,19 +174,24 @@ class VectorStore:
         the result is provably what brute force returns: a vector left out scored at most the last
         candidate's compressed score, so its cosine is at most that plus the compression error;
         if the ``limit``-th rescored cosine is not above that bound, the search goes deeper.
-        ``allowed`` restricts the search to those chunk ids, scanning every list of every segment.
+        ``allowed`` restricts the search to those chunk ids, scanning every list of every segment;
+        on an approximate index, a narrow filter searched before is compared with each of its
+        chunks' float32 vectors instead (exact; :mod:`semsearch.filter_vectors`).
         Searches the revision last read: call :meth:`refresh` first to see new writes.
         """
-        segments, excluded = list(self._segments.values()), self._excluded  # one revision throughout
+        segments, excluded, revision = list(self._segments.values()), self._excluded, self.revision
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+        # Provable only where every code is float16 (flat); 8-bit IVF codes have no tight bound.
+        exact = all(segment.kind == "flat" for segment in segments)
         if allowed is not None:
             if len(allowed) == 0:
                 return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
+            held = None if exact else self._filter_vectors.get(allowed, revision)
+            if held is not None:
+                return SearchResult(*nearest(query[0], *held, limit))
             selector, probe = Selector(allowed=allowed), 1.0
         else:
             selector, probe = excluded, self.probe
-        # Provable only where every code is float16 (flat); 8-bit IVF codes have no tight bound.
-        exact = all(segment.kind == "flat" for segment in segments)
         depth = limit + max(limit // 2, RESCORE_EXTRA)
         while True:
             parts = _search_segments(segments, query, depth, selector, probe)

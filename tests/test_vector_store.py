@@ -228,6 +228,37 @@ def test_approximate_index_by_setting_keeps_recall_and_rebuilds_back_to_exact(tm
         assert connection.execute("SELECT value FROM settings WHERE key = 'vector_index'").fetchone()[0] == "exact"
 
 
+def test_a_narrow_filter_searched_again_on_an_approximate_index_is_exact_from_its_vectors(tmp_path):
+    """The first search with a narrow filter reads its chunks' vectors in the background; later
+    searches compare the query with each of them (exact), until the next write."""
+    embedder = ClusteredEmbedder()
+    index_dir = tmp_path / "idx"
+    n = MIN_IVF_SEGMENT * 3
+    with semsearch.open(index_dir, embedder=embedder) as engine:
+        engine.add_texts([f"passage {i} on subject {i % 31}" for i in range(n)], ids=[f"p{i}" for i in range(n)],
+                         metadata=[{"few": i % 50 == 0} for i in range(n)])
+        engine.rebuild("ivf")
+        vectors = engine.vectors()
+        vectors.refresh()
+        where = semsearch.types.SearchFilter(metadata=(("few", True),))
+        allowed = engine._store.filtered_chunk_ids(where)
+        query = embedder.embed(["subject 7 passage"])[0]
+        expected = brute_force(index_dir, query, 10, allowed=set(allowed.tolist()))
+        first = vectors.search(query, 10, allowed=allowed)  # the slow way; starts reading them
+        vectors._filter_vectors.load(allowed, vectors.revision)  # (what that thread does, here)
+        assert vectors._filter_vectors.get(allowed, vectors.revision) is not None
+        again = vectors.search(query, 10, allowed=allowed)
+        assert [i for i, _ in zip(again.ids.tolist(), again.scores.tolist())] == [i for i, _ in expected]
+        assert np.allclose(again.scores, [score for _, score in expected], atol=1e-5)
+        assert set(first.ids.tolist()) <= set(allowed.tolist())
+        # A write moves the revision: what was kept is not used for it.
+        engine.add_texts(["passage new on subject 7"], ids=["new"], metadata=[{"few": True}])
+        vectors.refresh()
+        assert vectors._filter_vectors.get(allowed, vectors.revision) is None
+        hits = engine.search("passage new on subject 7", limit=3, mode="semantic", metadata={"few": True})
+        assert hits[0].path == "new"
+
+
 def test_an_index_from_before_segments_is_searched_then_converted(tmp_path, docs, fake_embedder):
     """Migration 0003 on a populated 0002 index: readers search SQLite, the next writer converts."""
     from alembic import command
