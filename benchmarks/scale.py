@@ -28,7 +28,8 @@ that source) builds a fresh index and measures, through the public API only (``s
 - the same CLI search while a ``semsearch serve`` of the index runs (the CLI sends the query to it),
   checked to print exactly what the local search prints;
 - peak RSS: a process that opens the index and runs 50 searches of every kind (``ru_maxrss``);
-- warm library search: p50/p95 over ``--queries`` queries, after ``--warmup`` other ones (semantic, hybrid, keyword; semantic and
+- warm library search: p50/p95 over ``--queries`` queries, after ``--warmup`` other ones (and with
+  ``--prewarm``, after reading the index's files once, so the page cache holds them) (semantic, hybrid, keyword; semantic and
   hybrid with a metadata filter matching 1% and 50% of chunks), and recall@10 of each semantic case
   against exact brute force over the vectors the benchmark generated (numpy);
 - writes on a warm engine: add one new text, change one text, re-add one text unchanged (and the bytes
@@ -203,6 +204,18 @@ def query_texts(count: int) -> list[str]:
         picked.append(words[rng.choice(VOCABULARY, p=zipf)])
         queries.append(f"topic{topic:04d} {' '.join(picked)}")
     return queries
+
+
+def prewarm(folder: Path) -> int:
+    """Read every file of the index once, so that the page cache holds it (as it does for a
+    process that has served long enough on a machine with the memory for it); bytes read."""
+    total = 0
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as file:
+                while chunk := file.read(1 << 22):
+                    total += len(chunk)
+    return total
 
 
 def key_number(path: str) -> int:
@@ -426,6 +439,8 @@ class SizeRun:
         every = query_texts(self.args.queries + self.args.warmup)
         queries, warmup = every[: self.args.queries], every[self.args.queries :] or every[-1:]
         log(f"  warm searches: {len(queries)} queries x {len(SEARCH_KINDS)} kinds, after {len(warmup)} others")
+        if self.args.prewarm:
+            log(f"  prewarm: read the index's files once ({prewarm(self.index) / 2**30:.2f} GB)")
         engine = self.open()
         timings, found = {}, {}
         for kind in SEARCH_KINDS:
@@ -581,7 +596,7 @@ def run_size(size: int, label: str, env: dict[str, str], workdir: Path, args: ar
         shutil.rmtree(index, ignore_errors=True)
     command = [
         sys.executable, __file__, "--child", "--size", str(size), "--index", str(index), "--out", str(out),
-        "--batch", str(args.batch), "--queries", str(args.queries), "--warmup", str(args.warmup),
+        "--batch", str(args.batch), "--queries", str(args.queries), "--warmup", str(args.warmup), *(["--prewarm"] if args.prewarm else []),
         "--write-runs", str(args.write_runs), "--process-runs", str(args.process_runs),
         *(["--reuse"] if reuse else []),
     ]
@@ -665,6 +680,8 @@ def parse_args() -> argparse.Namespace:
                         help="measure the indexes an earlier --keep run left in --workdir instead of building them")
     parser.add_argument("--batch", type=int, default=20_000, help="texts per add_texts call when building")
     parser.add_argument("--queries", type=int, default=200, help="queries per kind of warm search")
+    parser.add_argument("--prewarm", action="store_true",
+                        help="read the index's files once before the warm searches (the page cache holds the index)")
     parser.add_argument("--warmup", type=int, default=20,
                         help="other queries searched untimed first, per kind (a warm process has answered some)")
     parser.add_argument("--write-runs", type=int, default=7, help="runs of each write measurement")
