@@ -42,14 +42,14 @@ from semsearch.errors import (
     SemsearchError,
 )
 from semsearch.ingest import Indexer, PendingDocument, ProgressCallback
-from semsearch.location import default_index_dir
+from semsearch.location import DATABASE_NAME, default_index_dir
 from semsearch.locking import WriteLock
 from semsearch.onnx_embedder import OnnxEmbedder
 from semsearch.onnx_export import export_query_model, query_model_dir
 from semsearch.reader import ReadLimits
 from semsearch.relevance import relevance as estimate_relevance
 from semsearch.retrieval import FusionSettings, Ranked, Reranker, Retriever, rerank
-from semsearch.store import DATABASE_NAME, Store
+from semsearch.store import Store
 from semsearch.types import (
     MODES,
     Document,

@@ -306,8 +306,8 @@ class Retriever:
         top = [row[chunk] for chunk, _ in first[: settings.feedback_depth] if chunk in row]
         if not top:
             return first[:depth]
-        self._unmoved[query] = self._vector(query)
-        moved = self._vector(query) + settings.feedback_weight * vectors[top].mean(axis=0)
+        own = self._unmoved[query] = self._vector(query)
+        moved = own + settings.feedback_weight * vectors[top].mean(axis=0)
         norm = float(np.linalg.norm(moved))
         if not norm:
             return first[:depth]

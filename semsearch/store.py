@@ -43,7 +43,6 @@ from semsearch.errors import (
     StorageError,
 )
 from semsearch.filters import allowed_documents, filter_conditions
-from semsearch.location import DATABASE_NAME  # noqa: F401  (re-exported: the engine names the file)
 from semsearch.schema import chunks, documents, segments, settings, tombstones
 from semsearch.types import ChunkDraft, Document, DocumentChunk, SearchFilter
 

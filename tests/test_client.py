@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,8 +132,6 @@ def test_records_are_private_versioned_and_only_their_owner_removes_them(tmp_pat
 
 
 def wait_until(condition, timeout: float = 90.0):
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = condition()
@@ -143,8 +142,6 @@ def wait_until(condition, timeout: float = 90.0):
 
 
 def test_a_search_answered_here_keeps_a_server_warm_for_the_next_ones(fake_index, own_cache):
-    import time
-
     warm_env = {**own_cache, "SEMSEARCH_KEEP_WARM": "4"}
     search = ["--index", str(fake_index), "search", "tomatoes sun", "--json"]
     local_only = run([*FAKE_CLI, *search, "--local"], warm_env)
@@ -172,8 +169,6 @@ def test_a_search_answered_here_keeps_a_server_warm_for_the_next_ones(fake_index
 
 
 def test_keep_warm_off_starts_nothing(fake_index, own_cache):
-    import time
-
     off = run([*FAKE_CLI, "--index", str(fake_index), "search", "tides"], {**own_cache, "SEMSEARCH_KEEP_WARM": "0"})
     assert off.returncode == 0, off.stderr
     time.sleep(1)
