@@ -54,7 +54,9 @@ def reports_errors(command: Callable) -> Callable:
 
     Library errors carry their own message, which says what to do; a file-system error names the
     file; anything else is a bug, reported as one (``$SEMSEARCH_DEBUG`` shows its traceback).
-    Ctrl-C exits with 130. Click's own exits (usage mistakes, ``--help``) pass through.
+    Ctrl-C exits with 130; output piped to a reader that stopped reading (``| head``) ends the
+    command quietly with 141, as SIGPIPE would. Click's own exits (usage mistakes, ``--help``)
+    pass through.
     """
 
     @functools.wraps(command)
@@ -66,6 +68,10 @@ def reports_errors(command: Callable) -> Callable:
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # Nobody reads what is left; flushing it at exit would fail again, so it goes nowhere.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except Exception as error:
             cause = _library_error(error)
             if cause is None and os.environ.get(DEBUG_VAR):

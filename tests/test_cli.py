@@ -451,3 +451,23 @@ def test_every_command_has_the_error_boundary(runner, tmp_path, docs, monkeypatc
     args = [{"DOCS": str(docs), "BEIR": str(beir)}.get(arg, arg) for arg in command]
     line = one_error_line(run(runner, "--index", tmp_path / "idx", *args))
     assert line.startswith("Error: unexpected RuntimeError: boom; this is a bug")
+
+
+def test_output_piped_to_a_reader_that_stops_ends_quietly(tmp_path):
+    """`semsearch search ... | head -1`: no "Broken pipe" error, no traceback, SIGPIPE's status."""
+    from processes import FAKE_CLI
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for i in range(600):  # hits of ~250 bytes each as printed: more than a pipe holds
+        (notes / f"n{i:03}.md").write_text(f"# Tides {i}\n\nThe moon pulls the oceans and makes tides.\n")
+    index = tmp_path / "idx"
+    env = {**os.environ, "SEMSEARCH_KEEP_WARM": "0"}
+    assert subprocess.run([*FAKE_CLI, "--index", str(index), "index", str(notes)], capture_output=True, env=env).returncode == 0
+    process = subprocess.Popen([*FAKE_CLI, "--index", str(index), "search", "tides moon", "-n", "600"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert process.stdout.readline()  # more than a pipe holds follows; the reader stops here
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141, err
+    assert err == ""
