@@ -58,8 +58,9 @@ def part(word_idf: float, frequency: float, length: int, average_length: float) 
     """One word's part of a row's BM25 score; ``frequency`` is its column-weighted count."""
     if frequency <= 0.0:
         return 0.0
-    norm = 1.0 - B + B * (length / average_length if average_length else 1.0)
-    return word_idf * frequency * (K1 + 1.0) / (frequency + K1 * norm)
+    # Each operation in FTS5's order (sqlite's fts5_aux.c), so the score is FTS5's to the last bit.
+    norm = K1 * (1.0 - B + B * length / average_length) if average_length else K1
+    return word_idf * ((frequency * (K1 + 1.0)) / (frequency + norm))
 
 
 def weightless(words: Sequence[str], stats: TermStatistics) -> set[str]:

@@ -46,6 +46,9 @@ from semsearch.location import DATABASE_NAME, default_index_dir
 from semsearch.locking import WriteLock
 from semsearch.onnx_embedder import OnnxEmbedder
 from semsearch.onnx_export import export_query_model, query_model_dir
+from semsearch.postings import MAX_TOKENS as POSTINGS_MAX_TOKENS
+from semsearch.postings import Postings
+from semsearch.resident import Resident
 from semsearch.reader import ReadLimits
 from semsearch.relevance import relevance as estimate_relevance
 from semsearch.retrieval import FusionSettings, Ranked, Reranker, Retriever, rerank
@@ -103,6 +106,7 @@ class Engine:
         self.precision = precision  # None until known: the index's, or what the first write picks
         self._requested_device = device
         self._notes: list[str] = []  # fallbacks taken while loading the model, for the summary
+        self._postings: Resident[Postings] = Resident(self._read_postings, name="semsearch-postings")
         self._adopt_settings()
 
     def _adopt_settings(self) -> None:
@@ -439,7 +443,11 @@ class Engine:
             path=path, types=tuple(types), metadata=tuple(sorted((metadata or {}).items()))
         )
         embed_query = self._embed_query if vector is None else (lambda _query: vector)
-        retriever = Retriever(self._store, self.vectors(), embed_query, self._fusion)
+        vectors = self.vectors()
+        vectors.count_search()  # a process searching again comes to hold a small index's vectors,
+        # and its keyword postings (semsearch.resident)
+        postings = self._postings.get(vectors.revision) if mode != "semantic" else None
+        retriever = Retriever(self._store, vectors, embed_query, self._fusion, postings=postings)
         depth = max(limit, RERANK_DEPTH) if reranker is not None else limit
         ranked = self._rank(retriever, query.strip(), depth, mode, where, group_by_document)
         if reranker is not None:
@@ -455,6 +463,10 @@ class Engine:
             floor = round(min_score, 4)
             ranked = [(chunk_id, score) for chunk_id, score in ranked if round(relevance[chunk_id], 4) >= floor]
         return self._hits(ranked, relevance)
+
+    def _read_postings(self) -> Postings | None:
+        raw = self._store.keyword_postings(POSTINGS_MAX_TOKENS)
+        return Postings(raw) if raw is not None else None
 
     def _rank(
         self, retriever: Retriever, query: str, limit: int, mode: Mode, where: SearchFilter, group: bool

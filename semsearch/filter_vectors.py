@@ -70,20 +70,5 @@ class FilterVectors:
             self._revision, self._kept, self._loading = revision, {}, set()
 
 
-def nearest(query: np.ndarray, ids: np.ndarray, vectors: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``limit`` best ``(ids, cosines)`` by brute force, best first, ties by id."""
-    if not len(ids):
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    scores = vectors @ query
-    if limit < len(scores):
-        # Everything tied with the limit-th score stays in, so ties are broken by id below.
-        threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit]
-        chosen = np.flatnonzero(scores >= threshold)
-    else:
-        chosen = np.arange(len(scores))
-    order = np.lexsort((ids[chosen], -scores[chosen]))[:limit]
-    return ids[chosen][order], scores[chosen][order]
-
-
 def _key(allowed: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(allowed, dtype=np.int64).tobytes(), digest_size=16).digest()

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import Connection, column, func, literal_column, select, table, text
 
 from semsearch import cjk
@@ -63,6 +64,7 @@ def prepare_connection(cursor) -> None:
     cursor.execute(f"CREATE VIRTUAL TABLE temp.query_words USING fts5(word, tokenize='{TOKENIZER}')")
     cursor.execute("CREATE VIRTUAL TABLE temp.query_terms USING fts5vocab(temp, 'query_words', 'instance')")
     cursor.execute("CREATE VIRTUAL TABLE temp.chunk_terms USING fts5vocab(main, 'chunk_fts', 'row')")
+    cursor.execute("CREATE VIRTUAL TABLE temp.chunk_instances USING fts5vocab(main, 'chunk_fts', 'instance')")
     cursor.execute(f"CREATE VIRTUAL TABLE temp.scratch_rows USING fts5({', '.join(COLUMNS)}, tokenize='{TOKENIZER}')")
     cursor.execute("CREATE VIRTUAL TABLE temp.scratch_terms USING fts5vocab(temp, 'scratch_rows', 'instance')")
 
@@ -105,17 +107,9 @@ def search(
     return [(int(row[0]), -float(row[1])) for row in rows]
 
 
-def statistics(connection: Connection, words: Sequence[str], known: Mapping[str, int] | None = None) -> TermStatistics:
-    """Row count, average length, and each word's tokens with the rows holding each token.
-
-    Counting the rows that hold a token reads its whole posting list (about 75 ns a row, so 70 ms
-    for a word in most of a million chunks); ``known`` counts (of the same revision) are reused.
-
-    A prefix word (a single CJK character, ``"猫*"``) stands for every token that starts with it,
-    which FTS5 expands itself: it has no tokens here, and ``rows_with`` counts the rows matching
-    it under the word itself.
-    """
-    rows, total_tokens = _averages(connection)
+def query_tokens(connection: Connection, words: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Each word's tokens, stemmed exactly as the table stems them; a prefix word (a single CJK
+    character, ``"猫*"``) has none: FTS5 expands it itself."""
     plain = [word for word in words if not cjk.is_prefix(word)]
     connection.exec_driver_sql("DELETE FROM temp.query_words")
     if plain:
@@ -127,9 +121,32 @@ def statistics(connection: Connection, words: Sequence[str], known: Mapping[str,
     tokens: dict[str, list[str]] = {word: [] for word in words}
     for position, token in found:
         tokens[plain[int(position) - 1]].append(token)
+    return {word: tuple(found) for word, found in tokens.items()}
+
+
+def statistics(
+    connection: Connection,
+    words: Sequence[str],
+    known: Mapping[str, int] | None = None,
+    tokens: Mapping[str, tuple[str, ...]] | None = None,
+) -> TermStatistics:
+    """Row count, average length, and each word's tokens with the rows holding each token.
+
+    Counting the rows that hold a token reads its whole posting list (about 75 ns a row, so 70 ms
+    for a word in most of a million chunks); ``known`` counts (of the same revision) are reused,
+    and so are ``tokens`` (:func:`query_tokens` of these words).
+
+    A prefix word (a single CJK character, ``"猫*"``) stands for every token that starts with it,
+    which FTS5 expands itself: it has no tokens here, and ``rows_with`` counts the rows matching
+    it under the word itself.
+    """
+    rows, total_tokens = _averages(connection)
+    if tokens is None:
+        tokens = query_tokens(connection, words)
+    found = [token for word in words for token in tokens[word]]
     known = known or {}
-    rows_with = {token: known[token] for _, token in found if token in known}
-    unknown = list(dict.fromkeys(token for _, token in found if token not in known))
+    rows_with = {token: known[token] for token in found if token in known}
+    unknown = list(dict.fromkeys(token for token in found if token not in known))
     for token in unknown:  # one lookup each: fts5vocab answers "term = ?" without a scan of the vocabulary
         count = connection.exec_driver_sql("SELECT doc FROM temp.chunk_terms WHERE term = ?", (token,)).scalar()
         rows_with[token] = int(count or 0)
@@ -137,7 +154,53 @@ def statistics(connection: Connection, words: Sequence[str], known: Mapping[str,
         if cjk.is_prefix(word):
             rows_with[word] = known[word] if word in known else _rows_matching(connection, word)
     average = total_tokens / rows if rows else 0.0
-    return TermStatistics(rows, average, {word: tuple(t) for word, t in tokens.items()}, rows_with)
+    return TermStatistics(rows, average, {word: tuple(tokens[word]) for word in words}, rows_with)
+
+
+@dataclass(frozen=True)
+class RawPostings:
+    """The whole table's postings as :func:`read_postings` reads them (for
+    :class:`semsearch.postings.Postings`)."""
+
+    revision: int  # of the index, read in the same snapshot
+    rows: int  # FTS5's row count
+    total_tokens: int  # over all rows and columns
+    ids: np.ndarray  # int64, each row's id, ascending
+    lengths: np.ndarray  # int64, each row's length in tokens (all columns), in the order of ids
+    terms: list[str]  # every token, in FTS5's order
+    counts: np.ndarray  # int64, each token's number of occurrences
+    instances: np.ndarray  # int64, each occurrence as row_id * len(COLUMNS) + column, token by token
+
+
+def read_postings(connection: Connection, revision: int, max_tokens: int) -> RawPostings | None:
+    """Every token's occurrences, and every row's length; ``None`` if the table holds more than
+    ``max_tokens`` tokens. The caller holds one read transaction around it (and the revision).
+
+    About a second per million tokens, nearly all of it in SQLite: one row per token from
+    ``fts5vocab``, its occurrences joined into one string that numpy parses."""
+    rows, total_tokens = _averages(connection)
+    if total_tokens > max_tokens:
+        return None
+    ids, lengths = [], []
+    for row_id, sizes in connection.exec_driver_sql("SELECT id, sz FROM chunk_fts_docsize ORDER BY id"):
+        ids.append(row_id)
+        lengths.append(sum(_varints(sizes)))
+    column = "CASE col " + " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(COLUMNS)) + " END"
+    found = connection.exec_driver_sql(
+        f"SELECT term, count(*), group_concat(doc * {len(COLUMNS)} + {column}) "
+        "FROM temp.chunk_instances GROUP BY term"
+    ).all()
+    instances = np.fromstring(",".join(row[2] for row in found), dtype=np.int64, sep=",") if found else None
+    return RawPostings(
+        revision=revision,
+        rows=rows,
+        total_tokens=total_tokens,
+        ids=np.asarray(ids, dtype=np.int64),
+        lengths=np.asarray(lengths, dtype=np.int64),
+        terms=[row[0] for row in found],
+        counts=np.asarray([row[1] for row in found], dtype=np.int64),
+        instances=instances if instances is not None else np.empty(0, np.int64),
+    )
 
 
 def row_tokens(connection: Connection, ids: Sequence[int], tokens: Sequence[str]) -> dict[int, RowTokens]:

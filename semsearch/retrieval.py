@@ -21,12 +21,15 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from semsearch import bm25
+from semsearch import bm25, cjk
 from semsearch.bm25 import match_expression
 from semsearch.fts import TermStatistics
+from semsearch.memory_vectors import cosines
+from semsearch.postings import Postings
 from semsearch.relevance import Signals
 from semsearch.store import Store
 from semsearch.types import Mode, SearchFilter
+from semsearch.vector_index import SearchResult
 from semsearch.vector_store import VectorStore
 from semsearch.words import STOPWORDS, keyword_terms  # noqa: F401 - part of this module's API
 
@@ -173,8 +176,11 @@ class Retriever:
         vectors: VectorStore,
         embed_query: Callable[[str], np.ndarray],
         settings: FusionSettings | None = None,
+        *,
+        postings: Postings | None = None,
     ) -> None:
         self._store = store
+        self._postings = postings  # the keyword index in memory at this revision, if kept
         self._vectors = vectors
         self._embed_query = embed_query
         self._query_vectors: dict[str, np.ndarray] = {}
@@ -239,7 +245,11 @@ class Retriever:
         BM25 needs about them."""
         if query not in self._terms:
             terms = keyword_terms(query)
-            stats = self._store.keyword_statistics(terms, revision=self._vectors.revision) if terms else None
+            stats = None
+            if terms and self._postings is not None and not any(cjk.is_prefix(term) for term in terms):
+                stats = self._postings.statistics(terms, self._store.keyword_tokens(terms))
+            elif terms:
+                stats = self._store.keyword_statistics(terms, revision=self._vectors.revision)
             common = bm25.weightless(terms, stats) if stats else set()
             self._terms[query] = ([term for term in terms if term not in common] or terms, stats)
         return self._terms[query]
@@ -260,12 +270,10 @@ class Retriever:
         """Chunks by cosine similarity to the query, only those passing ``where``."""
         vector = self._vector(query)
         if where.empty:
-            found = self._vectors.search(vector, depth)
-            return list(zip(found.ids.tolist(), found.scores.tolist()))
+            return self._ranked(self._vectors.search(vector, depth))
         listed = self._narrow_filter_chunks(where)
         if listed is not None:  # known to be narrow: no first try
-            found = self._vectors.search(vector, depth, allowed=listed)
-            return list(zip(found.ids.tolist(), found.scores.tolist()))
+            return self._ranked(self._vectors.search(vector, depth, allowed=listed))
         # Broad filters: search deeper, keep what passes. Exact search stays exact this way: if
         # enough of the true top `pool` pass, they are the true top `depth` of what passes.
         pool = max(depth * POST_FILTER_DEPTH, 40)
@@ -277,8 +285,7 @@ class Retriever:
         # Narrow filters: list the allowed chunks and search only those.
         allowed = self._store.filtered_chunk_ids(where, limit=ALLOWED_LIST_MAX + 1, revision=self._vectors.revision)
         if len(allowed) <= ALLOWED_LIST_MAX:
-            found = self._vectors.search(vector, depth, allowed=allowed)
-            return list(zip(found.ids.tolist(), found.scores.tolist()))
+            return self._ranked(self._vectors.search(vector, depth, allowed=allowed))
         # In between: deepen the post-filtered search until enough pass.
         total = max(self._vectors.live, 1)
         while True:
@@ -288,6 +295,10 @@ class Retriever:
             kept = [(int(i), float(s)) for i, s in zip(found.ids, found.scores) if int(i) in passing]
             if len(kept) >= depth or len(found.ids) < pool or pool >= total:
                 return kept[:depth]
+
+    @staticmethod
+    def _ranked(found: SearchResult) -> Ranked:
+        return list(zip(found.ids.tolist(), found.scores.tolist()))
 
     def semantic_with_feedback(self, query: str, depth: int, where: SearchFilter) -> Ranked:
         """:meth:`semantic`, ranked again with the query vector moved towards its first
@@ -301,7 +312,7 @@ class Retriever:
         if not first:
             return first
         self._cosines.setdefault(query, {}).update(first)  # cosines to the query's own vector
-        ids, vectors = self._store.vectors_of(np.asarray([chunk for chunk, _ in first]))
+        ids, vectors = self._vectors.stored_vectors([chunk for chunk, _ in first])
         row = {chunk: position for position, chunk in enumerate(ids.tolist())}
         top = [row[chunk] for chunk, _ in first[: settings.feedback_depth] if chunk in row]
         if not top:
@@ -315,17 +326,17 @@ class Retriever:
         # The first search's candidates, ranked again by the moved vector: no second search.
         # Searching again finds the same top `depth` (all 100 of 100 SciFact queries, and the
         # same nDCG@10 on the five BEIR sets: docs/quality.md) for a third of the time.
-        scores = vectors @ self._query_vectors[query]
+        scores = cosines(vectors, self._query_vectors[query])
         return sorted(zip(ids.tolist(), scores.tolist()), key=lambda pair: (-pair[1], pair[0]))[:depth]
 
     def semantic_scores(self, query: str, ids: Sequence[int], *, unmoved: bool = False) -> dict[int, float]:
         """Cosine similarity of the query to these chunks, from their stored vectors (no search);
         ``unmoved``: of the query's own vector, even where feedback has moved it."""
-        found, vectors = self._store.vectors_of(np.asarray(ids, dtype=np.int64))
+        found, vectors = self._vectors.stored_vectors([int(chunk) for chunk in ids])
         if not len(found):
             return {}
         vector = self._unmoved.get(query) if unmoved else None
-        return dict(zip(found.tolist(), (vectors @ (self._vector(query) if vector is None else vector)).tolist()))
+        return dict(zip(found.tolist(), cosines(vectors, self._vector(query) if vector is None else vector).tolist()))
 
     def keyword(self, query: str, depth: int, where: SearchFilter, *, only: Sequence[int] | None = None) -> Ranked:
         """Chunks by BM25 over their title and text, exactly as FTS5 ranks them.
@@ -359,6 +370,10 @@ class Retriever:
         def search(expression: str, limit: int) -> Ranked:
             return self._store.keyword_search(expression, limit, where, weights=weights, only=within)
 
+        tokens = _single_tokens(terms, stats)
+        if self._postings is not None and tokens is not None and (where.empty or only is not None):
+            # (`only` chunks already pass the filter.) FTS5's scores, from memory.
+            return self._postings.rank(tokens, depth, weights=weights, within=within)
         if stats is not None and only is not None:
             # Reading a row's tokens costs about as much as FTS5 walking 100 postings: pick the cheaper.
             matched = sum(stats.rows_with.get(token, 0) for word in terms for token in stats.tokens.get(word, ()))
@@ -379,6 +394,13 @@ class Retriever:
         # query's embedding and vector search overlap its FTS5 search (each SQLite read takes its
         # own pooled connection). A filter not yet listed at this revision is left to the
         # semantic side first, which lists it once for both (see keyword()).
+        if self._postings is not None:
+            # Keyword search from memory takes a millisecond or two: started beside the query's
+            # embedding it would only slow the embedding down (two cores), so it waits for it;
+            # only the query's words are looked up meanwhile (FTS5 stems them: ~1 ms).
+            terms = _companion().submit(self._keyword_terms, query)
+            self._vector(query)
+            terms.result()
         if where.empty or self._narrow_filter_chunks(where) is not None:
             semantic_side = _companion().submit(self.semantic_with_feedback, query, pool, where)
             keyword = self.keyword(query, pool, where)
@@ -417,6 +439,14 @@ class Retriever:
         if settings.normalisation == "zscore":  # the scale semsearch.relevance was fitted on
             self._fused.setdefault(query, {}).update(fused)
         return fused[:depth]
+
+
+def _single_tokens(terms: Sequence[str], stats: TermStatistics | None) -> list[str] | None:
+    """Each word's one FTS5 token, in order; ``None`` if a word is none or several (a prefix
+    word, or one FTS5 reads as a phrase): only FTS5 itself matches those."""
+    if stats is None or any(len(stats.tokens.get(term, ())) != 1 for term in terms):
+        return None
+    return [stats.tokens[term][0] for term in terms]
 
 
 _companion_pool: ThreadPoolExecutor | None = None

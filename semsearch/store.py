@@ -49,6 +49,7 @@ from semsearch.types import ChunkDraft, Document, DocumentChunk, SearchFilter
 SCHEMA_HEAD = "0007"  # the newest migration in migrations/versions/
 HEADING_SEPARATOR = " › "  # between the headings of a chunk's heading path, and after its title in its context
 TOKEN_COUNTS_KEPT = 100_000  # keyword_statistics forgets its counts past this many tokens
+WORDS_KEPT = 100_000  # keyword_tokens forgets the words it tokenised past this many
 FILTERS_KEPT = 8  # filtered_chunk_ids remembers the chunk ids of this many filters
 BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another process's lock before failing
 
@@ -152,6 +153,7 @@ class Store:
         self._engine = create_engine(f"sqlite:///{path}", future=True)
         event.listen(self._engine, "connect", _configure_connection)
         self._token_rows: tuple[int | None, dict[str, int]] = (None, {})  # see keyword_statistics
+        self._word_tokens: dict[str, tuple[str, ...]] = {}  # see keyword_tokens
         self._filtered: tuple[int | None, dict[tuple[SearchFilter, int | None], np.ndarray]] = (None, {})
         self._before_commit: Callable[[Writer], None] | None = None
         self._after_commit: Callable[[Writer], None] | None = None
@@ -277,6 +279,19 @@ class Store:
         :meth:`vectors_of` for some ids)."""
         with self._engine.connect() as connection:
             yield from _vectors_between(connection, None, None, batch)
+
+    def all_vectors(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """The revision, and every stored vector with its id (ascending), read in one snapshot."""
+        with self._engine.connect() as connection:
+            connection.exec_driver_sql("BEGIN")  # sqlite3 begins only for writes; a read needs it said
+            try:
+                revision = connection.exec_driver_sql("SELECT value FROM settings WHERE key = 'revision'").scalar()
+                batches = list(_vectors_between(connection, None, None, 20000))
+            finally:
+                connection.rollback()
+        if not batches:
+            return int(revision or 0), np.empty(0, np.int64), np.empty((0, 0), np.float32)
+        return int(revision or 0), np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
     def vectors_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, vectors)`` of those of ``ids`` that exist: the search hot path, so plain SQL."""
@@ -465,12 +480,40 @@ class Store:
         cached_revision, counts = self._token_rows
         if revision is None or revision != cached_revision or len(counts) > TOKEN_COUNTS_KEPT:
             counts = {}
+        tokens = self.keyword_tokens(words)
         with self._engine.connect() as connection:
-            stats = fts.statistics(connection, words, counts)
+            stats = fts.statistics(connection, words, counts, tokens)
         if revision is not None:
             counts.update(stats.rows_with)
             self._token_rows = (revision, counts)
         return stats
+
+    def keyword_postings(self, max_tokens: int) -> fts.RawPostings | None:
+        """The keyword index's postings and the revision they belong to, read in one snapshot;
+        ``None`` if it holds more than ``max_tokens`` tokens (see :mod:`semsearch.postings`)."""
+        with self._engine.connect() as connection:
+            connection.exec_driver_sql("BEGIN")  # sqlite3 begins only for writes; a read needs it said
+            try:
+                revision = connection.exec_driver_sql("SELECT value FROM settings WHERE key = 'revision'").scalar()
+                return fts.read_postings(connection, int(revision or 0), max_tokens)
+            finally:
+                connection.rollback()
+
+    def keyword_tokens(self, words: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """Each word's FTS5 tokens (see :func:`semsearch.fts.query_tokens`). The tokenizer never
+        changes, so words seen before are answered from memory (up to :data:`WORDS_KEPT`)."""
+        known = self._word_tokens
+        missing = [word for word in dict.fromkeys(words) if word not in known]
+        found: dict[str, tuple[str, ...]] = {}
+        if missing:
+            with self._engine.connect() as connection:
+                found = fts.query_tokens(connection, missing)
+        tokens = {word: found[word] if word in found else known[word] for word in words}
+        if found:
+            if len(known) + len(found) > WORDS_KEPT:
+                known = self._word_tokens = {}
+            known.update(found)
+        return tokens
 
     def keyword_row_tokens(self, ids: Sequence[int], tokens: Sequence[str]) -> dict[int, fts.RowTokens]:
         """Rows' lengths in tokens and how often each of ``tokens`` occurs in each column."""

@@ -32,7 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from semsearch.filter_vectors import FilterVectors, nearest
+from semsearch.filter_vectors import FilterVectors
+from semsearch.memory_vectors import MAX_BYTES as MEMORY_VECTORS_MAX_BYTES
+from semsearch.memory_vectors import MemoryVectors, cosines, nearest
+from semsearch.resident import Resident
 from semsearch.store import SegmentRecord, Store, VectorState, Writer
 from semsearch.vector_index import (
     FLAT_SCORE_ERROR,
@@ -87,6 +90,7 @@ class VectorStore:
         self.probe = DEFAULT_PROBE
         self._refreshing = threading.Lock()  # a server's threads share one store
         self._filter_vectors = FilterVectors(store.vectors_of)  # narrow filters' vectors, by revision
+        self._memory: Resident[MemoryVectors] = Resident(self._read_memory, name="semsearch-vectors")
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -183,9 +187,12 @@ class VectorStore:
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         # Provable only where every code is float16 (flat); 8-bit IVF codes have no tight bound.
         exact = all(segment.kind == "flat" for segment in segments)
+        if allowed is not None and len(allowed) == 0:
+            return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
+        memory = self._memory.peek(revision)
+        if memory is not None:
+            return SearchResult(*memory.search(query[0], limit, allowed))
         if allowed is not None:
-            if len(allowed) == 0:
-                return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
             held = None if exact else self._filter_vectors.get(allowed, revision)
             if held is not None:
                 return SearchResult(*nearest(query[0], *held, limit))
@@ -207,13 +214,34 @@ class VectorStore:
                 return SearchResult(rescored.ids[:limit], rescored.scores[:limit])
             depth *= 4
 
+    def stored_vectors(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, float32 vectors)`` of those chunks that exist, as SQLite stores them; from
+        memory when this process holds them all (:mod:`semsearch.memory_vectors`)."""
+        memory = self._memory.peek(self.revision)
+        if memory is not None:
+            return memory.get(ids)
+        return self._store.vectors_of(np.asarray(ids, dtype=np.int64))
+
+    def count_search(self) -> None:
+        """Say that a search is starting: a process that searches again at one revision comes to
+        hold a small index's vectors in memory (:class:`semsearch.resident.Resident`)."""
+        self._memory.get(self.revision)
+
+    def _read_memory(self) -> MemoryVectors | None:
+        if self._live * max(self.dimension, 1) * 4 > MEMORY_VECTORS_MAX_BYTES:
+            return None
+        revision, ids, vectors = self._store.all_vectors()
+        if len(ids) and vectors.shape[1] != self.dimension:
+            return None
+        return MemoryVectors(revision, ids, np.ascontiguousarray(vectors, dtype=np.float32))
+
     def _rescore(self, query: np.ndarray, ids: np.ndarray) -> SearchResult:
         """Exact cosines from the stored float32 vectors, best first (ties by id); ids deleted
         since the segments were read drop out."""
         found_ids, vectors = self._store.vectors_of(ids)
         if not len(found_ids):
             return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
-        scores = vectors @ query
+        scores = cosines(vectors, query)
         order = np.lexsort((found_ids, -scores))
         return SearchResult(found_ids[order], scores[order])
 

@@ -61,7 +61,8 @@ def brute_force(index_dir: Path, query: np.ndarray, limit: int, allowed=None) ->
     if allowed is not None:
         keep = np.isin(ids, list(allowed))
         ids, vectors = ids[keep], vectors[keep]
-    scores = vectors @ query
+    # Summed in float64 (float32 sums differ in the last bits with the row's place in a batch).
+    scores = (vectors.astype(np.float64) @ np.asarray(query, dtype=np.float64)).astype(np.float32)
     order = np.lexsort((ids, -scores))[:limit]
     return [(int(ids[i]), float(scores[i])) for i in order]
 

@@ -1,0 +1,235 @@
+"""The keyword index kept in memory (semsearch/postings.py): FTS5's own scores; and when a copy
+of an index is read into memory (semsearch/resident.py)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import semsearch
+from semsearch import postings as postings_module
+from semsearch import resident as resident_module
+from semsearch.bm25 import match_expression
+from semsearch.postings import Postings
+from semsearch.resident import Resident
+from semsearch.retrieval import Retriever
+from semsearch.types import SearchFilter
+
+WORDS = (
+    "kestrel owl heron falcon river stone bread oven yeast flour dough crust meadow hedge "
+    "running runner runs lantern harbour ferry tide anchor compass"
+).split()
+
+
+def _texts(count: int, seed: int = 7) -> tuple[list[str], list[str]]:
+    """Notes of varied length, with repeated words and words that stem alike (runs, running)."""
+    rng = random.Random(seed)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 60))) for _ in range(count)]
+    titles = [" ".join(rng.sample(WORDS, rng.randint(1, 3))) for _ in range(count)]
+    return texts, titles
+
+
+@pytest.fixture
+def index(tmp_path, fake_embedder):
+    texts, titles = _texts(120)
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.add_texts(texts, ids=[f"n{i}" for i in range(len(texts))], titles=titles)
+        engine.remove("n5", "n17")  # deleted rows must be gone from the postings too
+        yield engine
+
+
+def _postings(engine) -> Postings:
+    raw = engine._store.keyword_postings(postings_module.MAX_TOKENS)
+    assert raw is not None
+    return Postings(raw)
+
+
+def _tokens(engine, words):
+    stats = engine._store.keyword_statistics(words)
+    return [stats.tokens[word][0] for word in words], stats
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (2.5, 0.5), (0.0, 1.0)])
+def test_postings_rank_exactly_as_fts5_does(index, weights):
+    postings = _postings(index)
+    rng = random.Random(3)
+    for _ in range(60):
+        words = rng.sample(WORDS, rng.randint(1, 5))
+        if rng.random() < 0.3:
+            words.append(words[0] + "s")  # two words, one token: FTS5 scores it twice
+        tokens, stats = _tokens(index, words)
+        within = rng.sample(range(1, 170), 25) if rng.random() < 0.4 else None
+        limit = rng.choice([1, 5, 200])
+        mine = postings.rank(tokens, limit, weights=weights, within=within)
+        reference = index._store.keyword_search(match_expression(words), limit, SearchFilter(), weights=weights, only=within)
+        reference = sorted(reference, key=lambda pair: (-pair[1], pair[0]))
+        assert len(mine) == len(reference)
+        # To the last bit (relevance is read from these scores, and must not depend on the path).
+        assert [score for _, score in mine] == [score for _, score in reference]
+        assert dict(mine) == dict(reference)
+        assert postings.statistics(words, index._store.keyword_tokens(words)) == stats
+    assert postings.rank(["absentword"], 10, weights=(1.0, 1.0)) == []
+
+
+def test_postings_of_an_empty_index_rank_nothing(tmp_path, fake_embedder):
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        assert _postings(engine).rank(["kestrel"], 10, weights=(1.0, 1.0)) == []
+
+
+def test_postings_are_not_read_for_a_table_over_the_limit(index):
+    assert index._store.keyword_postings(max_tokens=10) is None
+
+
+def test_postings_and_their_revision_are_one_snapshot(index):
+    raw = index._store.keyword_postings(postings_module.MAX_TOKENS)
+    assert raw.revision == index.revision()
+    assert raw.rows == len(raw.ids) == index._store.chunk_count()
+
+
+class _Reads:
+    """A read function for Resident that counts its calls and can be held."""
+
+    def __init__(self, revisions, seconds=0.0):
+        self.revisions = revisions  # the revision each read finds
+        self.seconds = seconds  # how long each read takes
+        self.calls = 0
+        self.release = threading.Event()
+        self.release.set()
+        self.done = threading.Event()
+
+    def __call__(self):
+        self.calls += 1
+        self.release.wait(5)
+        time.sleep(self.seconds)
+        revision = self.revisions[min(self.calls, len(self.revisions)) - 1]
+        self.done.set()
+        if revision is None:
+            return None
+        return _FakePostings(revision)
+
+
+class _FakePostings:
+    def __init__(self, revision):
+        self.revision = revision
+
+
+def _wait(reads):
+    assert reads.done.wait(5)
+    reads.done.clear()
+    time.sleep(0.05)
+
+
+def test_postings_are_read_once_a_process_searches_a_second_time_at_a_revision(monkeypatch):
+    monkeypatch.setattr(resident_module, "REBUILD_PAUSE", 0.0)
+    reads = _Reads([4, 5])
+    kept = Resident(reads, name="test")
+    assert kept.get(4) is None and reads.calls == 0  # one search: a one-off `semsearch search` reads nothing
+    assert kept.get(4) is None  # the second starts the read, and does not wait for it
+    _wait(reads)
+    assert reads.calls == 1
+    assert kept.get(4).revision == 4
+    # A write: the kept postings are of an older revision, never used for the new one.
+    assert kept.get(5) is None
+    assert kept.get(5) is None
+    _wait(reads)
+    assert kept.get(5).revision == 5 and reads.calls == 2
+
+
+def test_a_read_while_one_runs_is_not_started_twice(monkeypatch):
+    monkeypatch.setattr(resident_module, "REBUILD_PAUSE", 0.0)
+    reads = _Reads([1])
+    reads.release.clear()
+    kept = Resident(reads, name="test")
+    for _ in range(5):
+        assert kept.get(1) is None
+    reads.release.set()
+    _wait(reads)
+    assert reads.calls == 1 and kept.get(1).revision == 1
+
+
+def test_a_table_too_large_is_not_read_again_at_that_revision(monkeypatch):
+    monkeypatch.setattr(resident_module, "REBUILD_PAUSE", 0.0)
+    reads = _Reads([None, 3])
+    kept = Resident(reads, name="test")
+    kept.get(2), kept.get(2)
+    _wait(reads)
+    for _ in range(3):
+        assert kept.get(2) is None
+    assert reads.calls == 1
+    kept.get(3), kept.get(3)
+    _wait(reads)
+    assert kept.get(3).revision == 3
+
+
+def test_reads_after_writes_wait_in_proportion_to_the_last_read(monkeypatch):
+    monkeypatch.setattr(resident_module, "REBUILD_PAUSE", 1000.0)
+    reads = _Reads([1, 2], seconds=0.02)  # the next read waits 20 s
+    kept = Resident(reads, name="test")
+    kept.get(1), kept.get(1)
+    _wait(reads)
+    for _ in range(3):
+        assert kept.get(2) is None  # the index is being written: FTS5 answers meanwhile
+    assert reads.calls == 1
+
+
+def test_searches_use_the_postings_once_read_and_give_what_fts5_gives(index, monkeypatch):
+    """Through the engine: hybrid and keyword results are the same with and without them, and a
+    write is seen at once (the postings of the old revision are not used)."""
+    queries = ["kestrel harbour", "running owls by the river", "bread oven crust", "compass"]
+
+    def results():
+        return [
+            [(hit.chunk_id, round(hit.score, 6)) for hit in index.search(query, limit=8, mode=mode)]
+            for query in queries for mode in ("hybrid", "keyword")
+        ]
+
+    reads = []
+    original = index._read_postings
+    monkeypatch.setattr(index._postings, "_read", lambda: reads.append(1) or original())
+    without = results()  # the first searches ask FTS5 and start the read
+    deadline = time.monotonic() + 10
+    while index._postings.get(index.vectors().revision) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reads and index._postings.get(index.vectors().revision) is not None
+    used = []
+    original_rank = Postings.rank
+    monkeypatch.setattr(Postings, "rank", lambda self, *a, **k: used.append(1) or original_rank(self, *a, **k))
+    assert results() == without
+    assert used
+    index.add_texts(["zeppelin zeppelin kestrel"], ids=["new"])
+    used.clear()
+    hits = index.search("zeppelin", limit=3, mode="keyword")
+    assert [hit.path for hit in hits] == ["new"] and not used
+
+
+def test_a_filtered_keyword_search_with_postings_keeps_only_what_passes(index):
+    index.vectors().refresh()
+    postings = _postings(index)
+    retriever = Retriever(index._store, index.vectors(), index._embed_query, postings=postings)
+    plain = Retriever(index._store, index.vectors(), index._embed_query)
+    where = SearchFilter(path="n1*")
+    with_postings = retriever.keyword("kestrel river", 10, where)
+    without = plain.keyword("kestrel river", 10, where)
+    assert [chunk for chunk, _ in with_postings] == [chunk for chunk, _ in without]
+    assert np.allclose([s for _, s in with_postings], [s for _, s in without])
+
+
+def test_words_tokenised_once_are_answered_from_memory_and_the_memory_is_bounded(index, monkeypatch):
+    from semsearch import store as store_module
+
+    store = index._store
+    monkeypatch.setattr(store_module, "WORDS_KEPT", 3)
+    expected = {"running": ("run",), "owls": ("owl",), "tide": ("tide",), "猫*": ()}
+    assert store.keyword_tokens(["running", "owls"]) == {"running": ("run",), "owls": ("owl",)}
+    calls = []
+    original = store_module.fts.query_tokens
+    monkeypatch.setattr(store_module.fts, "query_tokens", lambda c, w: calls.append(list(w)) or original(c, w))
+    assert store.keyword_tokens(["owls", "running"]) == {"owls": ("owl",), "running": ("run",)} and not calls
+    # Past the bound the memory starts again; words known before are still answered right.
+    assert store.keyword_tokens(["owls", "tide", "猫*"]) == {word: expected[word] for word in ("owls", "tide", "猫*")}
+    assert calls == [["tide", "猫*"]]
+    assert store.keyword_tokens(["running"]) == {"running": ("run",)}
