@@ -160,7 +160,8 @@ def statistics(
 @dataclass(frozen=True)
 class RawPostings:
     """The whole table's postings as :func:`read_postings` reads them (for
-    :class:`semsearch.postings.Postings`)."""
+    :class:`semsearch.postings.Postings`): one entry per (token, row), token by token, rows
+    ascending within a token."""
 
     revision: int  # of the index, read in the same snapshot
     rows: int  # FTS5's row count
@@ -168,16 +169,21 @@ class RawPostings:
     ids: np.ndarray  # int64, each row's id, ascending
     lengths: np.ndarray  # int64, each row's length in tokens (all columns), in the order of ids
     terms: list[str]  # every token, in FTS5's order
-    counts: np.ndarray  # int64, each token's number of occurrences
-    instances: np.ndarray  # int64, each occurrence as row_id * len(COLUMNS) + column, token by token
+    entries: np.ndarray  # int64, each token's number of entries
+    positions: np.ndarray  # int32, each entry's row, as its place in ids
+    frequencies: np.ndarray  # uint16 (entries, len(COLUMNS)), each entry's count in each column
+
+
+POSTINGS_BATCH = 2_000  # tokens read and decoded at a time (bounds the memory a read needs)
 
 
 def read_postings(connection: Connection, revision: int, max_tokens: int) -> RawPostings | None:
-    """Every token's occurrences, and every row's length; ``None`` if the table holds more than
-    ``max_tokens`` tokens. The caller holds one read transaction around it (and the revision).
+    """Every token's rows and counts, and every row's length; ``None`` if the table holds more
+    than ``max_tokens`` tokens. The caller holds one read transaction around it (and the revision).
 
-    About a second per million tokens, nearly all of it in SQLite: one row per token from
-    ``fts5vocab``, its occurrences joined into one string that numpy parses."""
+    About a second per million tokens, most of it in SQLite: one row per token from
+    ``fts5vocab``, its occurrences joined into one string that numpy parses, a batch of tokens
+    at a time."""
     rows, total_tokens = _averages(connection)
     if total_tokens > max_tokens:
         return None
@@ -185,22 +191,56 @@ def read_postings(connection: Connection, revision: int, max_tokens: int) -> Raw
     for row_id, sizes in connection.exec_driver_sql("SELECT id, sz FROM chunk_fts_docsize ORDER BY id"):
         ids.append(row_id)
         lengths.append(sum(_varints(sizes)))
+    row_ids = np.asarray(ids, dtype=np.int64)
     column = "CASE col " + " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(COLUMNS)) + " END"
-    found = connection.exec_driver_sql(
+    result = connection.exec_driver_sql(
         f"SELECT term, count(*), group_concat(doc * {len(COLUMNS)} + {column}) "
         "FROM temp.chunk_instances GROUP BY term"
-    ).all()
-    instances = np.fromstring(",".join(row[2] for row in found), dtype=np.int64, sep=",") if found else None
+    )
+    terms: list[str] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    while batch := result.fetchmany(POSTINGS_BATCH):
+        terms += [row[0] for row in batch]
+        occurrences = np.fromstring(",".join(row[2] for row in batch), dtype=np.int64, sep=",")
+        parts.append(_entries(np.asarray([row[1] for row in batch], dtype=np.int64), occurrences, row_ids))
+    if not parts:
+        parts = [(np.empty(0, np.int64), np.empty(0, np.int32), np.empty((0, len(COLUMNS)), np.uint16))]
     return RawPostings(
         revision=revision,
         rows=rows,
         total_tokens=total_tokens,
-        ids=np.asarray(ids, dtype=np.int64),
+        ids=row_ids,
         lengths=np.asarray(lengths, dtype=np.int64),
-        terms=[row[0] for row in found],
-        counts=np.asarray([row[1] for row in found], dtype=np.int64),
-        instances=instances if instances is not None else np.empty(0, np.int64),
+        terms=terms,
+        entries=np.concatenate([part[0] for part in parts]),
+        positions=np.concatenate([part[1] for part in parts]),
+        frequencies=np.concatenate([part[2] for part in parts]),
     )
+
+
+def _entries(counts: np.ndarray, occurrences: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Some tokens' occurrences (``counts[i]`` for the i-th, each ``row_id * len(COLUMNS) +
+    column``) as entries: each token's number of entries, and each entry's row (its place in
+    ``ids``) and count per column."""
+    columns = len(COLUMNS)
+    token = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    row_stride = int(occurrences.max(initial=0)) // columns + 1
+    keys = token * (row_stride * columns) + occurrences  # (token, row, column); fts5vocab's order
+    if len(keys) > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
+        keys = np.sort(keys)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.empty(0, np.int64)
+    times = np.diff(np.r_[starts, len(keys)])
+    unique = keys[starts]
+    pair, column = unique // columns, unique % columns
+    new_pair = np.r_[True, pair[1:] != pair[:-1]] if len(pair) else np.empty(0, bool)
+    frequencies = np.zeros((int(new_pair.sum()), columns), dtype=np.uint16)
+    frequencies[np.cumsum(new_pair) - 1, column] = np.minimum(times, np.iinfo(np.uint16).max)
+    pairs = pair[new_pair]
+    rows = pairs % row_stride
+    at = np.searchsorted(ids, rows).clip(0, max(len(ids) - 1, 0))
+    if len(rows) and not bool(np.all(ids[at] == rows)):
+        raise ValueError("the keyword index holds a row it has no length for")
+    return np.bincount(pairs // row_stride, minlength=len(counts)), at.astype(np.int32), frequencies
 
 
 def row_tokens(connection: Connection, ids: Sequence[int], tokens: Sequence[str]) -> dict[int, RowTokens]:

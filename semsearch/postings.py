@@ -26,9 +26,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from semsearch.bm25 import B, K1, idf
-from semsearch.fts import COLUMNS, RawPostings, TermStatistics
+from semsearch.fts import RawPostings, TermStatistics
 
-MAX_TOKENS = 20_000_000  # largest table kept: ~20 s to read, ~130 MB (SciFact: 1.3M tokens, 1 s)
+MAX_TOKENS = 10_000_000  # largest table kept: ~12 s to read, ~80 MB of arrays (SciFact: 1.3M tokens, 1 s)
 QUERIES_KEPT = 16  # the scores of this many recent queries are kept
 
 Ranked = list[tuple[int, float]]
@@ -38,7 +38,6 @@ class Postings:
     """One revision of the keyword index, in memory (see the module's notes)."""
 
     def __init__(self, raw: RawPostings) -> None:
-        columns = len(COLUMNS)
         self.revision = raw.revision
         self.rows = raw.rows
         self._ids = raw.ids
@@ -47,30 +46,9 @@ class Postings:
         # The part of BM25's denominator that depends on the row only, k1 * (1 - b + b * |D| / avgdl),
         # each operation in FTS5's order, so that the scores are FTS5's to the last bit.
         self._norm = K1 * (1.0 - B + B * lengths / average) if average else np.full(len(lengths), K1)
-        term_index = np.repeat(np.arange(len(raw.terms), dtype=np.int64), raw.counts)
-        # One key per occurrence: (token, row, column); fts5vocab lists them in that order.
-        row_stride = int(raw.instances.max(initial=0)) // columns + 1
-        keys = term_index * (row_stride * columns) + raw.instances
-        if len(keys) > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
-            keys = np.sort(keys)
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.empty(0, np.int64)
-        occurrences = np.diff(np.r_[starts, len(keys)])
-        unique = keys[starts]
-        # ... then one entry per (token, row), with its count in each column.
-        pair = unique // columns
-        column = unique % columns
-        first = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]) if len(pair) else np.empty(0, np.int64)
-        entry = np.cumsum(np.r_[False, pair[1:] != pair[:-1]]) if len(pair) else np.empty(0, np.int64)
-        self._frequency = np.zeros((len(first), columns), dtype=np.uint16)
-        self._frequency[entry, column] = np.minimum(occurrences, np.iinfo(np.uint16).max)
-        pairs = pair[first]
-        rows = pairs % row_stride
-        position = np.searchsorted(self._ids, rows).clip(0, max(len(self._ids) - 1, 0))
-        if len(rows) and not bool(np.all(self._ids[position] == rows)):
-            raise ValueError("the keyword index holds a row it has no length for")
-        self._position = position.astype(np.int32)
-        term_of_pair = pairs // row_stride
-        bounds = np.searchsorted(term_of_pair, np.arange(len(raw.terms) + 1))
+        self._position = raw.positions
+        self._frequency = raw.frequencies
+        bounds = np.r_[0, np.cumsum(raw.entries)]
         self._spans = {term: (int(bounds[i]), int(bounds[i + 1])) for i, term in enumerate(raw.terms)}
         self._recent: dict[tuple[tuple[str, ...], tuple[float, ...]], tuple[np.ndarray, np.ndarray]] = {}
 

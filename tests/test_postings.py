@@ -233,3 +233,15 @@ def test_words_tokenised_once_are_answered_from_memory_and_the_memory_is_bounded
     assert store.keyword_tokens(["owls", "tide", "猫*"]) == {word: expected[word] for word in ("owls", "tide", "猫*")}
     assert calls == [["tide", "猫*"]]
     assert store.keyword_tokens(["running"]) == {"running": ("run",)}
+
+
+def test_postings_read_in_small_batches_are_the_same(index, monkeypatch):
+    from semsearch import fts
+
+    whole = _postings(index)
+    monkeypatch.setattr(fts, "POSTINGS_BATCH", 3)  # tokens decoded three at a time
+    batched = _postings(index)
+    for words in (["kestrel", "owl"], ["running", "tide", "compass", "bread"], ["anchor"]):
+        tokens, _ = _tokens(index, words)
+        assert batched.rank(tokens, 50, weights=(1.0, 1.0)) == whole.rank(tokens, 50, weights=(1.0, 1.0))
+        assert [batched.rows_with(token) for token in tokens] == [whole.rows_with(token) for token in tokens]
