@@ -230,6 +230,18 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------------
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """A connection whose reads all see one committed state. Python's sqlite3 begins a
+        transaction only before a write, so each SELECT would otherwise see the latest commit:
+        a writer committing between two reads could pair one revision with another's data."""
+        with self._engine.connect() as connection:
+            connection.exec_driver_sql("BEGIN")
+            try:
+                yield connection
+            finally:
+                connection.rollback()
+
     def document_count(self) -> int:
         with self._engine.connect() as connection:
             return connection.execute(select(func.count()).select_from(documents)).scalar_one()
@@ -282,13 +294,9 @@ class Store:
 
     def all_vectors(self) -> tuple[int, np.ndarray, np.ndarray]:
         """The revision, and every stored vector with its id (ascending), read in one snapshot."""
-        with self._engine.connect() as connection:
-            connection.exec_driver_sql("BEGIN")  # sqlite3 begins only for writes; a read needs it said
-            try:
-                revision = connection.exec_driver_sql("SELECT value FROM settings WHERE key = 'revision'").scalar()
-                batches = list(_vectors_between(connection, None, None, 20000))
-            finally:
-                connection.rollback()
+        with self._snapshot() as connection:
+            revision = connection.exec_driver_sql("SELECT value FROM settings WHERE key = 'revision'").scalar()
+            batches = list(_vectors_between(connection, None, None, 20000))
         if not batches:
             return int(revision or 0), np.empty(0, np.int64), np.empty((0, 0), np.float32)
         return int(revision or 0), np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
@@ -491,13 +499,9 @@ class Store:
     def keyword_postings(self, max_tokens: int) -> fts.RawPostings | None:
         """The keyword index's postings and the revision they belong to, read in one snapshot;
         ``None`` if it holds more than ``max_tokens`` tokens (see :mod:`semsearch.postings`)."""
-        with self._engine.connect() as connection:
-            connection.exec_driver_sql("BEGIN")  # sqlite3 begins only for writes; a read needs it said
-            try:
-                revision = connection.exec_driver_sql("SELECT value FROM settings WHERE key = 'revision'").scalar()
-                return fts.read_postings(connection, int(revision or 0), max_tokens)
-            finally:
-                connection.rollback()
+        with self._snapshot() as connection:
+            revision = connection.exec_driver_sql("SELECT value FROM settings WHERE key = 'revision'").scalar()
+            return fts.read_postings(connection, int(revision or 0), max_tokens)
 
     def keyword_tokens(self, words: Sequence[str]) -> dict[str, tuple[str, ...]]:
         """Each word's FTS5 tokens (see :func:`semsearch.fts.query_tokens`). The tokenizer never
@@ -617,7 +621,7 @@ class Store:
 
     def vector_state(self) -> VectorState:
         """Revision, live segments and tombstones, consistent with each other (one snapshot)."""
-        with self._engine.connect() as connection, connection.begin():
+        with self._snapshot() as connection:
             values = dict(
                 connection.execute(
                     select(settings.c.key, settings.c.value).where(

@@ -170,3 +170,21 @@ def test_damaged_metadata_raises_a_typed_error(tmp_path, fake_embedder):
             engine.search("comets", limit=1)
         with pytest.raises(IndexDamagedError, match="is damaged"):
             engine.search("comets", limit=1, metadata={"topic": "space"})
+
+
+def test_a_reader_sees_the_revision_and_the_segments_of_one_commit(tmp_path, fake_embedder):
+    """vector_state (and the copies read into memory) read in one snapshot: a commit landing
+    between two of its reads is not seen by the second."""
+    import semsearch
+
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.add_texts(["one note about herons"], ids=["a"])
+        store = engine._store
+        with store._snapshot() as connection:
+            before = connection.exec_driver_sql("SELECT value FROM settings WHERE key = 'revision'").scalar()
+            engine.add_texts(["another note about kestrels"], ids=["b"])  # another connection commits
+            again = connection.exec_driver_sql("SELECT value FROM settings WHERE key = 'revision'").scalar()
+            segments = connection.exec_driver_sql("SELECT count(*) FROM segments").scalar()
+        assert again == before
+        state = store.vector_state()
+        assert state.revision == int(before) + 1 and len(state.segments) == segments + 1
