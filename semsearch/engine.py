@@ -70,6 +70,7 @@ from semsearch.walker import path_text
 
 DEFAULT_OVERLAP_TOKENS = 32
 RERANK_DEPTH = 50  # results a reranker reorders (it is slow: one model call per passage)
+QUERIES_KEPT = 256  # query vectors kept by an engine (1.5 KB each at 384 dimensions)
 
 
 class Engine:
@@ -107,6 +108,7 @@ class Engine:
         self._requested_device = device
         self._notes: list[str] = []  # fallbacks taken while loading the model, for the summary
         self._postings: Resident[Postings] = Resident(self._read_postings, name="semsearch-postings")
+        self._query_vectors: dict[str, np.ndarray] = {}  # recent queries' vectors, oldest first
         self._adopt_settings()
 
     def _adopt_settings(self) -> None:
@@ -136,6 +138,7 @@ class Engine:
         self.chunk_tokens = int(recorded["chunk_tokens"])
         self.overlap_tokens = int(recorded["overlap_tokens"])
         self.precision = precision
+        self._query_vectors.clear()  # (a model adopted now embeds queries from now on)
 
     # -- opening and closing ------------------------------------------------------------------
 
@@ -482,7 +485,17 @@ class Engine:
             depth *= 4
 
     def _embed_query(self, query: str) -> np.ndarray:
-        return self._query_model().embed([query])
+        """The query's vector; the last :data:`QUERIES_KEPT` are kept, since a query is often
+        asked again (another mode or filter on the search page, a grouped search, an assistant
+        repeating itself), and embedding it is most of a search's time."""
+        kept = self._query_vectors.get(query)
+        if kept is None:
+            kept = self._query_model().embed([query])
+            kept.flags.writeable = False  # shared by every search of this query
+            if len(self._query_vectors) >= QUERIES_KEPT:
+                self._query_vectors.pop(next(iter(self._query_vectors)), None)
+            self._query_vectors[query] = kept
+        return kept
 
     def _query_model(self) -> Embedder:
         """The ONNX export of the index's model at the index's precision when there is one (no

@@ -605,3 +605,26 @@ def test_metadata_filters_match_numbers_text_and_odd_keys(tmp_path, fake_embedde
         assert found(pages="3") == ["crows", "larks"] and found(pages="5") == ["owls"]
         engine.remove("crows")
         assert found(pages="3") == ["larks"]
+
+
+def test_a_query_asked_again_is_not_embedded_again(tmp_path, fake_embedder):
+    import semsearch
+    from semsearch import engine as engine_module
+
+    calls = []
+    original = fake_embedder.embed
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.add_texts(["herons wade in the shallows", "kestrels hover over fields"], ids=["a", "b"])
+        fake_embedder.embed = lambda texts: calls.append(list(texts)) or original(texts)
+        first = engine.search("hovering birds", limit=2, mode="semantic")
+        for mode in ("hybrid", "semantic"):
+            engine.search("hovering birds", limit=1, mode=mode, group_by_document=True)
+        assert calls == [["hovering birds"]]
+        assert [(h.chunk_id, h.score) for h in engine.search("hovering birds", limit=2, mode="semantic")] == [
+            (h.chunk_id, h.score) for h in first
+        ]
+        for number in range(engine_module.QUERIES_KEPT + 1):  # the oldest is forgotten
+            engine.search(f"query {number}", limit=1, mode="semantic")
+        calls.clear()
+        engine.search("hovering birds", limit=1, mode="semantic")
+        assert calls == [["hovering birds"]]
