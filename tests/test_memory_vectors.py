@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import semsearch
-from semsearch import memory_vectors
 from semsearch.memory_vectors import MemoryVectors, cosines, nearest
 from test_vector_store import ClusteredEmbedder, brute_force
 
