@@ -52,10 +52,6 @@ class Postings:
         self._spans = {term: (int(bounds[i]), int(bounds[i + 1])) for i, term in enumerate(raw.terms)}
         self._recent: dict[tuple[tuple[str, ...], tuple[float, ...]], tuple[np.ndarray, np.ndarray]] = {}
 
-    @property
-    def nbytes(self) -> int:
-        return self._ids.nbytes + self._norm.nbytes + self._frequency.nbytes + self._position.nbytes
-
     def statistics(self, words: Sequence[str], tokens: Mapping[str, tuple[str, ...]]) -> TermStatistics:
         """What :func:`semsearch.fts.statistics` reads about these words (each with its ``tokens``,
         none a prefix word), from memory."""
