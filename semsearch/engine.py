@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,6 +110,7 @@ class Engine:
         self._notes: list[str] = []  # fallbacks taken while loading the model, for the summary
         self._postings: Resident[Postings] = Resident(self._read_postings, name="semsearch-postings")
         self._query_vectors: dict[str, np.ndarray] = {}  # recent queries' vectors, oldest first
+        self._query_vectors_lock = threading.Lock()
         self._adopt_settings()
 
     def _adopt_settings(self) -> None:
@@ -138,7 +140,8 @@ class Engine:
         self.chunk_tokens = int(recorded["chunk_tokens"])
         self.overlap_tokens = int(recorded["overlap_tokens"])
         self.precision = precision
-        self._query_vectors.clear()  # (a model adopted now embeds queries from now on)
+        with self._query_vectors_lock:  # (a model adopted now embeds queries from now on)
+            self._query_vectors.clear()
 
     # -- opening and closing ------------------------------------------------------------------
 
@@ -492,9 +495,10 @@ class Engine:
         if kept is None:
             kept = self._query_model().embed([query])
             kept.flags.writeable = False  # shared by every search of this query
-            if len(self._query_vectors) >= QUERIES_KEPT:
-                self._query_vectors.pop(next(iter(self._query_vectors)), None)
-            self._query_vectors[query] = kept
+            with self._query_vectors_lock:  # (a server searches on several threads)
+                if len(self._query_vectors) >= QUERIES_KEPT:
+                    self._query_vectors.pop(next(iter(self._query_vectors)), None)
+                self._query_vectors[query] = kept
         return kept
 
     def _query_model(self) -> Embedder:

@@ -628,3 +628,29 @@ def test_a_query_asked_again_is_not_embedded_again(tmp_path, fake_embedder):
         calls.clear()
         engine.search("hovering birds", limit=1, mode="semantic")
         assert calls == [["hovering birds"]]
+
+
+def test_query_vectors_kept_by_an_engine_searched_from_many_threads(tmp_path, fake_embedder, monkeypatch):
+    import threading
+
+    import semsearch
+    from semsearch import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "QUERIES_KEPT", 3)  # forgetting all the time
+    errors = []
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.add_texts(["herons wade in the shallows", "kestrels hover over fields"], ids=["a", "b"])
+
+        def search(worker):
+            try:
+                for number in range(40):
+                    assert engine.search(f"birds {worker} {number % 7}", limit=1, mode="semantic")
+            except Exception as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=search, args=(worker,)) for worker in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and len(engine._query_vectors) <= 3
