@@ -185,13 +185,13 @@ class VectorStore:
         """
         segments, excluded, revision = list(self._segments.values()), self._excluded, self.revision
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-        # Provable only where every code is float16 (flat); 8-bit IVF codes have no tight bound.
-        exact = all(segment.kind == "flat" for segment in segments)
         if allowed is not None and len(allowed) == 0:
             return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
         memory = self._memory.peek(revision)
         if memory is not None:
             return SearchResult(*memory.search(query[0], limit, allowed))
+        # Provable only where every code is float16 (flat); 8-bit IVF codes have no tight bound.
+        exact = all(segment.kind == "flat" for segment in segments)
         if allowed is not None:
             held = None if exact else self._filter_vectors.get(allowed, revision)
             if held is not None:
