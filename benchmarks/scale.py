@@ -28,7 +28,8 @@ that source) builds a fresh index and measures, through the public API only (``s
 - the same CLI search while a ``semsearch serve`` of the index runs (the CLI sends the query to it),
   checked to print exactly what the local search prints;
 - peak RSS: a process that opens the index and runs 50 searches of every kind (``ru_maxrss``);
-- warm library search: p50/p95 over ``--queries`` queries, after ``--warmup`` other ones (and with
+- warm library search: p50/p95 over ``--queries`` queries, after ``Engine.preload()`` (what a server
+  does as it starts: the copies it keeps in memory, timed) and ``--warmup`` other queries (and with
   ``--prewarm``, after reading the index's files once, so the page cache holds them) (semantic, hybrid, keyword; semantic and
   hybrid with a metadata filter matching 1% and 50% of chunks), and recall@10 of each semantic case
   against exact brute force over the vectors the benchmark generated (numpy);
@@ -442,6 +443,9 @@ class SizeRun:
         if self.args.prewarm:
             log(f"  prewarm: read the index's files once ({prewarm(self.index) / 2**30:.2f} GB)")
         engine = self.open()
+        if hasattr(engine, "preload"):  # (older versions have nothing to preload)
+            self.results["preload_s"] = timed(engine.preload)
+            log(f"  preload: {seconds(self.results['preload_s'])}")
         timings, found = {}, {}
         for kind in SEARCH_KINDS:
             options = search_options(kind)

@@ -470,6 +470,20 @@ class Engine:
             ranked = [(chunk_id, score) for chunk_id, score in ranked if round(relevance[chunk_id], 4) >= floor]
         return self._hits(ranked, relevance)
 
+    def preload(self) -> None:
+        """Read now, on this thread, what a process that searches again and again keeps in memory
+        for the current revision: the keyword postings, and a small index's vectors (design.md,
+        "Copies in memory"). Searches read them on their own from the second one at a revision;
+        a server calls this as it starts, so that its first searches need not wait for that.
+        Nothing is read for an empty index, or one whose copies are too large."""
+        try:
+            self._ready_to_search()
+        except EmptyIndexError:
+            return
+        vectors = self.vectors()
+        vectors.preload()
+        self._postings.read_now(vectors.revision)
+
     def _read_postings(self) -> Postings | None:
         raw = self._store.keyword_postings(POSTINGS_MAX_TOKENS)
         return Postings(raw) if raw is not None else None

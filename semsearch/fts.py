@@ -20,7 +20,7 @@ external content, and the triggers that keep it in step call that function, whic
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,60 +168,94 @@ class RawPostings:
     total_tokens: int  # over all rows and columns
     ids: np.ndarray  # int64, each row's id, ascending
     lengths: np.ndarray  # int64, each row's length in tokens (all columns), in the order of ids
-    terms: list[str]  # every token, in FTS5's order
+    terms: list[str]  # every token, in FTS5's order (its bytes' order)
     entries: np.ndarray  # int64, each token's number of entries
     positions: np.ndarray  # int32, each entry's row, as its place in ids
     frequencies: np.ndarray  # uint16 (entries, len(COLUMNS)), each entry's count in each column
 
 
 POSTINGS_BATCH = 2_000  # tokens read and decoded at a time (bounds the memory a read needs)
+LENGTHS_STEP = 4_000_000  # entries summed at a time into the rows' lengths
 
 
 def read_postings(connection: Connection, revision: int, max_tokens: int) -> RawPostings | None:
     """Every token's rows and counts, and every row's length; ``None`` if the table holds more
     than ``max_tokens`` tokens. The caller holds one read transaction around it (and the revision).
 
-    About a second per million tokens, most of it in SQLite: one row per token from
+    About half a second per million tokens, most of it in SQLite: one row per token from
     ``fts5vocab``, its occurrences joined into one string that numpy parses, a batch of tokens
-    at a time."""
+    at a time. A row's length is its number of occurrences (what ``chunk_fts_docsize`` holds),
+    checked against FTS5's total."""
     rows, total_tokens = _averages(connection)
     if total_tokens > max_tokens:
         return None
-    ids, lengths = [], []
-    for row_id, sizes in connection.exec_driver_sql("SELECT id, sz FROM chunk_fts_docsize ORDER BY id"):
-        ids.append(row_id)
-        lengths.append(sum(_varints(sizes)))
-    row_ids = np.asarray(ids, dtype=np.int64)
+    listed = connection.exec_driver_sql("SELECT group_concat(id) FROM chunk_fts_docsize").scalar()
+    row_ids = np.unique(np.fromstring(listed or "", dtype=np.int64, sep=","))
+    place = _places(row_ids)
     column = "CASE col " + " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(COLUMNS)) + " END"
     result = connection.exec_driver_sql(
         f"SELECT term, count(*), group_concat(doc * {len(COLUMNS)} + {column}) "
         "FROM temp.chunk_instances GROUP BY term"
     )
     terms: list[str] = []
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    entries: list[np.ndarray] = []
+    # Each (token, row) pair is at least one of the table's tokens: filled in place, no copies.
+    positions = np.empty(total_tokens, dtype=np.int32)
+    frequencies = np.empty((total_tokens, len(COLUMNS)), dtype=np.uint16)
+    filled = 0
     while batch := result.fetchmany(POSTINGS_BATCH):
         terms += [row[0] for row in batch]
         occurrences = np.fromstring(",".join(row[2] for row in batch), dtype=np.int64, sep=",")
-        parts.append(_entries(np.asarray([row[1] for row in batch], dtype=np.int64), occurrences, row_ids))
-    if not parts:
-        parts = [(np.empty(0, np.int64), np.empty(0, np.int32), np.empty((0, len(COLUMNS)), np.uint16))]
+        counts, at, times = _entries(np.asarray([row[1] for row in batch], dtype=np.int64), occurrences, place)
+        if filled + len(at) > total_tokens:
+            raise ValueError("the keyword index holds more postings than tokens")
+        entries.append(counts)
+        positions[filled : filled + len(at)] = at
+        frequencies[filled : filled + len(at)] = times
+        filled += len(at)
+    positions, frequencies = positions[:filled], frequencies[:filled]
+    lengths = np.zeros(len(row_ids), dtype=np.float64)
+    for start in range(0, filled, LENGTHS_STEP):  # (in steps: a pass over all at once doubles the memory)
+        part = frequencies[start : start + LENGTHS_STEP].sum(axis=1, dtype=np.float64)
+        lengths += np.bincount(positions[start : start + LENGTHS_STEP], weights=part, minlength=len(row_ids))
+    if len(row_ids) != rows or int(lengths.sum()) != total_tokens:
+        raise ValueError("the keyword index's postings do not add up to its row count and length")
     return RawPostings(
         revision=revision,
         rows=rows,
         total_tokens=total_tokens,
         ids=row_ids,
-        lengths=np.asarray(lengths, dtype=np.int64),
+        lengths=lengths.astype(np.int64),
         terms=terms,
-        entries=np.concatenate([part[0] for part in parts]),
-        positions=np.concatenate([part[1] for part in parts]),
-        frequencies=np.concatenate([part[2] for part in parts]),
+        entries=np.concatenate(entries) if entries else np.empty(0, np.int64),
+        positions=positions,
+        frequencies=frequencies,
     )
 
 
-def _entries(counts: np.ndarray, occurrences: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _places(ids: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from row ids to their places in ``ids`` (ascending), -1 for any other id: a
+    table lookup when the ids are dense enough (they are: chunk ids only grow), else a search."""
+    if len(ids) and int(ids[-1]) <= 4 * len(ids) + 1024:
+        table = np.full(int(ids[-1]) + 2, -1, dtype=np.int64)  # its last entry stays -1: any id beyond
+        table[ids] = np.arange(len(ids))
+        return lambda wanted: table[np.minimum(wanted, len(table) - 1)]
+
+    def search(wanted: np.ndarray) -> np.ndarray:
+        if not len(ids):
+            return np.full(len(wanted), -1, dtype=np.int64)
+        at = np.searchsorted(ids, wanted).clip(0, len(ids) - 1)
+        return np.where(ids[at] == wanted, at, -1)
+
+    return search
+
+
+def _entries(
+    counts: np.ndarray, occurrences: np.ndarray, place: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Some tokens' occurrences (``counts[i]`` for the i-th, each ``row_id * len(COLUMNS) +
     column``) as entries: each token's number of entries, and each entry's row (its place in
-    ``ids``) and count per column."""
+    the table's ids, by ``place``) and count per column."""
     columns = len(COLUMNS)
     token = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     row_stride = int(occurrences.max(initial=0)) // columns + 1
@@ -236,9 +270,8 @@ def _entries(counts: np.ndarray, occurrences: np.ndarray, ids: np.ndarray) -> tu
     frequencies = np.zeros((int(new_pair.sum()), columns), dtype=np.uint16)
     frequencies[np.cumsum(new_pair) - 1, column] = np.minimum(times, np.iinfo(np.uint16).max)
     pairs = pair[new_pair]
-    rows = pairs % row_stride
-    at = np.searchsorted(ids, rows).clip(0, max(len(ids) - 1, 0))
-    if len(rows) and not bool(np.all(ids[at] == rows)):
+    at = place(pairs % row_stride)
+    if len(at) and int(at.min()) < 0:
         raise ValueError("the keyword index holds a row it has no length for")
     return np.bincount(pairs // row_stride, minlength=len(counts)), at.astype(np.int32), frequencies
 

@@ -12,9 +12,14 @@ length; the row count and average length. It is read from FTS5 itself (``fts5voc
 tokens are the table's own and the scores are FTS5's: :meth:`Postings.rank` returns exactly what
 :func:`semsearch.fts.search` does, up to the order of equal scores.
 
-Reading them costs about a second per million tokens indexed (on a background thread) and 8
-bytes per (token, row) pair, so a process keeps them only once it has shown it searches again
-(:class:`semsearch.resident.Resident` decides when), and only for tables of at most
+When a query holds a common word, the rows holding only common words are skipped where that is
+proven not to change the best results (:meth:`Postings._best`, the shortcut of
+:mod:`semsearch.bm25` done on arrays): at a million chunks a query's common word is in a fifth of
+them.
+
+Reading them costs half a second to a second per million tokens indexed (on a background thread)
+and about 8 bytes per (token, row) pair, so a process keeps them only once it has shown it searches
+again (:class:`semsearch.resident.Resident` decides when), and only for tables of at most
 :data:`MAX_TOKENS` tokens. Until the postings of the revision being searched are in memory,
 searches ask FTS5, with the same results.
 """
@@ -25,13 +30,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from semsearch.bm25 import B, K1, idf
+from semsearch.bm25 import B, COMMON_SHARE, K1, idf
 from semsearch.fts import RawPostings, TermStatistics
 
-MAX_TOKENS = 10_000_000  # largest table kept: ~12 s to read, ~80 MB of arrays (SciFact: 1.3M tokens, 1 s)
-QUERIES_KEPT = 16  # the scores of this many recent queries are kept
+MAX_TOKENS = 40_000_000  # largest table kept: ~25 s to read, ~350 MB (SciFact: 1.3M tokens, 1 s; 1M chunks: 31M)
 
 Ranked = list[tuple[int, float]]
+Span = tuple[int, int]  # a token's entries: [start, end) in the entry arrays
 
 
 class Postings:
@@ -48,9 +53,15 @@ class Postings:
         self._norm = K1 * (1.0 - B + B * lengths / average) if average else np.full(len(lengths), K1)
         self._position = raw.positions
         self._frequency = raw.frequencies
-        bounds = np.r_[0, np.cumsum(raw.entries)]
-        self._spans = {term: (int(bounds[i]), int(bounds[i + 1])) for i, term in enumerate(raw.terms)}
-        self._recent: dict[tuple[tuple[str, ...], tuple[float, ...]], tuple[np.ndarray, np.ndarray]] = {}
+        self._bounds = np.r_[0, np.cumsum(raw.entries)]
+        # The tokens as one string of UTF-8 and where each ends: a million tokens take ~15 MB so,
+        # ten times that as a dictionary of Python strings. FTS5 lists them in their bytes' order,
+        # which a binary search needs.
+        encoded = [term.encode() for term in raw.terms]
+        self._terms = b"".join(encoded)
+        self._term_ends = np.cumsum([len(term) for term in encoded], dtype=np.int64)
+        if any(encoded[i] >= encoded[i + 1] for i in range(len(encoded) - 1)):
+            raise ValueError("the keyword index's tokens are not in order")
 
     def statistics(self, words: Sequence[str], tokens: Mapping[str, tuple[str, ...]]) -> TermStatistics:
         """What :func:`semsearch.fts.statistics` reads about these words (each with its ``tokens``,
@@ -60,7 +71,7 @@ class Postings:
 
     def rows_with(self, token: str) -> int:
         """How many rows hold the token (FTS5's count for its IDF)."""
-        start, end = self._spans.get(token, (0, 0))
+        start, end = self._span(token)
         return end - start
 
     def rank(
@@ -77,12 +88,15 @@ class Postings:
         to it: FTS5 scores each word on its own). ``weights`` are the columns' BM25 weights.
         ``within`` scores only those row ids.
         """
-        scored, scores = self._scores(tuple(tokens), tuple(float(weight) for weight in weights))
-        if within is not None and len(scored):
-            wanted = np.asarray(within, dtype=np.int64).reshape(-1)
-            at = np.searchsorted(self._ids, wanted).clip(0, len(self._ids) - 1)
-            keep = np.isin(scored, at[self._ids[at] == wanted])
-            scored, scores = scored[keep], scores[keep]
+        spans = [self._span(token) for token in tokens]
+        weight = np.asarray(weights, dtype=np.float64)
+        if within is not None:
+            wanted = np.unique(np.asarray(within, dtype=np.int64).reshape(-1))
+            at = np.searchsorted(self._ids, wanted).clip(0, max(len(self._ids) - 1, 0))
+            places = at[self._ids[at] == wanted] if len(self._ids) else np.empty(0, np.int64)
+            scored, scores = self._scores_of(places, spans, weight)
+        else:
+            scored, scores = self._best(spans, limit, weight)
         if limit < len(scored):
             # Everything tied with the limit-th score stays in, so ties are broken by id below.
             threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit]
@@ -92,39 +106,105 @@ class Postings:
         order = np.lexsort((ids, -scores))[:limit]
         return list(zip(ids[order].tolist(), scores[order].tolist()))
 
-    def _scores(self, tokens: tuple[str, ...], weights: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """The positions of the rows the query matches (ascending) and their scores. The last
-        few queries' are kept: hybrid search ranks a query, then scores some of its rows."""
-        key = (tokens, weights)
-        kept = self._recent.get(key)
-        if kept is not None:
-            return kept
-        weight = np.asarray(weights, dtype=np.float64)
-        found, parts = [], []  # a row matching only in a column of weight 0 scores 0, as in FTS5
-        for token in tokens:
-            start, end = self._spans.get(token, (0, 0))
+    def _span(self, token: str) -> Span:
+        """Where the token's entries lie; ``(0, 0)`` if no row holds it."""
+        key, ends, terms = token.encode(), self._term_ends, self._terms
+        low, high = 0, len(ends)
+        while low < high:  # the first token not below `key`
+            middle = (low + high) // 2
+            if terms[(int(ends[middle - 1]) if middle else 0) : int(ends[middle])] < key:
+                low = middle + 1
+            else:
+                high = middle
+        if low == len(ends) or terms[(int(ends[low - 1]) if low else 0) : int(ends[low])] != key:
+            return (0, 0)
+        return int(self._bounds[low]), int(self._bounds[low + 1])
+
+    def _best(self, spans: list[Span], limit: int, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows the query matches and their scores, or a part of them that holds its best
+        ``limit`` (with every row tied with the last).
+
+        The shortcut of :mod:`semsearch.bm25` ("MaxScore"), on arrays: the rows holding a rarer
+        word are scored on every word; a row holding none of them scores below the sum of the
+        other words' largest possible parts (``idf * (k1 + 1)`` each). If ``limit`` rows holding a
+        rare word score above that, the rows holding only common words are never looked at: at a
+        million chunks, that is most of the rows a query matches. The rare words are first those
+        in at most 1% of rows; if their rows do not prove the top, the next rarest word joins
+        them, as long as that still skips half of the query's postings."""
+        present = [span for span in spans if span[1] > span[0]]
+        rarest_first = sorted(set(present), key=lambda span: span[1] - span[0])
+        common_from = next(
+            (k for k, (start, end) in enumerate(rarest_first) if end - start > COMMON_SHARE * self.rows),
+            len(rarest_first),
+        )
+        bound = {span: present.count(span) * idf(self.rows, span[1] - span[0]) * (K1 + 1.0) for span in rarest_first}
+        postings = sum(end - start for start, end in present)
+        places: np.ndarray = np.empty(0, np.int64)
+        read = 0
+        for k, (start, end) in enumerate(rarest_first[:-1]):
+            places = _union(places, self._position[start:end])
+            read += end - start
+            if read * 2 > postings:
+                break
+            if k + 1 < max(common_from, 1) or len(places) < limit:
+                continue
+            scored, scores = self._scores_of(places, spans, weight)
+            best = np.partition(scores, len(scores) - limit)[len(scores) - limit] if len(scores) >= limit else -1.0
+            rest = sum(bound[span] for span in rarest_first[k + 1 :])
+            if best > rest * (1.0 + 1e-9):  # (a margin for rounding: the bound itself is never reached)
+                return scored, scores
+        return self._scores_all(spans, weight)
+
+    def _part(self, start: int, end: int, entries: np.ndarray | slice, places: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """One token's part of the score of the rows at ``places``, from its ``entries`` there."""
+        counts = self._frequency[start:end][entries]
+        frequency = counts[:, 0] * weight[0]  # (elementwise: a matrix product would start BLAS threads)
+        for column in range(1, counts.shape[1]):
+            frequency += counts[:, column] * weight[column]
+        return idf(self.rows, end - start) * ((frequency * (K1 + 1.0)) / (frequency + self._norm[places]))
+
+    def _scores_all(self, spans: list[Span], weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every row the query matches (ascending places; a row matching only in a column of
+        weight 0 scores 0, as in FTS5) and its score."""
+        found, parts = [], []
+        for start, end in spans:
             if start == end:
                 continue
             position = self._position[start:end]
-            counts = self._frequency[start:end]
-            frequency = counts[:, 0] * weight[0]  # (elementwise: a matrix product would start BLAS threads)
-            for column in range(1, counts.shape[1]):
-                frequency += counts[:, column] * weight[column]
             found.append(position)
-            parts.append(idf(self.rows, end - start) * ((frequency * (K1 + 1.0)) / (frequency + self._norm[position])))
-        if found:
-            positions = np.concatenate(found)
-            totals = np.bincount(positions, weights=np.concatenate(parts))
-            # The rows matched (a row can match with a score of 0): a sort when they are few, a
-            # pass over the table's rows when they are many.
-            if len(positions) * 16 < len(totals):
-                scored = np.unique(positions)
-            else:
-                scored = np.flatnonzero(np.bincount(positions))
-            kept = (scored, totals[scored])
+            parts.append(self._part(start, end, slice(None), position, weight))
+        if not found:
+            return np.empty(0, np.int64), np.empty(0, np.float64)
+        positions = np.concatenate(found)
+        # (Summed in the query's order, as FTS5 sums: each row's parts arrive in token order.)
+        totals = np.bincount(positions, weights=np.concatenate(parts))
+        # The rows matched: a sort when they are few, a pass over the table's rows when many.
+        if len(positions) * 16 < len(totals):
+            scored = np.unique(positions)
         else:
-            kept = (np.empty(0, np.int64), np.empty(0, np.float64))
-        if len(self._recent) >= QUERIES_KEPT:
-            self._recent = {}
-        self._recent[key] = kept
-        return kept
+            scored = np.flatnonzero(np.bincount(positions))
+        return scored, totals[scored]
+
+    def _scores_of(self, places: np.ndarray, spans: list[Span], weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows at ``places`` (ascending, distinct) that the query matches, and their scores:
+        each token's entries for them found by a binary search of its rows."""
+        totals = np.zeros(len(places), dtype=np.float64)
+        matched = np.zeros(len(places), dtype=bool)
+        keys = places.astype(self._position.dtype)  # (of another type, numpy would convert the postings)
+        for start, end in spans:
+            if start == end or not len(places):
+                continue
+            position = self._position[start:end]
+            at = np.searchsorted(position, keys).clip(0, end - start - 1)
+            hit = np.flatnonzero(position[at] == keys)
+            totals[hit] += self._part(start, end, at[hit], places[hit], weight)
+            matched[hit] = True
+        return places[matched], totals[matched]
+
+
+def _union(sorted_places: np.ndarray, more: np.ndarray) -> np.ndarray:
+    """Two ascending arrays of distinct places as one."""
+    if not len(sorted_places):
+        return more.astype(np.int64)
+    joined = np.sort(np.concatenate([sorted_places, more]))
+    return joined[np.r_[True, joined[1:] != joined[:-1]]]

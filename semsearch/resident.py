@@ -75,6 +75,15 @@ class Resident(Generic[Copy]):
         threading.Thread(target=self.load, args=(revision,), daemon=True, name=self._name).start()
         return None
 
+    def read_now(self, revision: int) -> None:
+        """Read this revision's copy on the calling thread, for a process that knows it will
+        search again (a server as it starts); nothing if it is in memory, being read or declined."""
+        with self._lock:
+            if self._reading or self.peek(revision) is not None or revision == self._declined:
+                return
+            self._reading = True
+        self.load(revision)
+
     def load(self, revision: int) -> None:
         """Read the current revision's copy (the background thread's work); ``revision`` is the
         one a search asked for (declined if the read fails or declines)."""

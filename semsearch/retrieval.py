@@ -404,6 +404,10 @@ class Retriever:
         if where.empty or self._narrow_filter_chunks(where) is not None:
             semantic_side = _companion().submit(self.semantic_with_feedback, query, pool, where)
             keyword = self.keyword(query, pool, where)
+            if self._postings is not None:
+                # The keyword side finishes first: it reads its hits' vectors meanwhile, for the
+                # cosines of those the semantic side will not find (kept: semsearch.recent_vectors).
+                self._vectors.stored_vectors([chunk for chunk, _ in keyword])
             semantic = semantic_side.result()
         else:
             semantic = self.semantic_with_feedback(query, pool, where)

@@ -412,6 +412,8 @@ def serve(
             raise ServeError(f"serving on {host} needs a token: give --token or set ${TOKEN_ENV}")
     with contextlib.suppress(EmptyIndexError):
         engine.search("warm up", limit=1, mode="semantic")  # load the query model, map the segments
+    # A server searches again and again: its copies in memory are read now, beside its first requests.
+    threading.Thread(target=engine.preload, daemon=True, name="semsearch-preload").start()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only for sockets that
     # say they are TCP, and with it on every response waited ~40 ms for a delayed ACK.

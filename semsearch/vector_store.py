@@ -35,6 +35,7 @@ import numpy as np
 from semsearch.filter_vectors import FilterVectors
 from semsearch.memory_vectors import MAX_BYTES as MEMORY_VECTORS_MAX_BYTES
 from semsearch.memory_vectors import MemoryVectors, cosines, nearest
+from semsearch.recent_vectors import RecentVectors
 from semsearch.resident import Resident
 from semsearch.store import SegmentRecord, Store, VectorState, Writer
 from semsearch.vector_index import (
@@ -91,6 +92,7 @@ class VectorStore:
         self._refreshing = threading.Lock()  # a server's threads share one store
         self._filter_vectors = FilterVectors(store.vectors_of)  # narrow filters' vectors, by revision
         self._memory: Resident[MemoryVectors] = Resident(self._read_memory, name="semsearch-vectors")
+        self._recent = RecentVectors(store.vectors_of)  # else, the vectors searches read lately
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -220,12 +222,16 @@ class VectorStore:
         memory = self._memory.peek(self.revision)
         if memory is not None:
             return memory.get(ids)
-        return self._store.vectors_of(np.asarray(ids, dtype=np.int64))
+        return self._recent.get(ids, self.revision)
 
     def count_search(self) -> None:
         """Say that a search is starting: a process that searches again at one revision comes to
         hold a small index's vectors in memory (:class:`semsearch.resident.Resident`)."""
         self._memory.get(self.revision)
+
+    def preload(self) -> None:
+        """Read a small index's vectors into memory now, on this thread (see :meth:`count_search`)."""
+        self._memory.read_now(self.revision)
 
     def _read_memory(self) -> MemoryVectors | None:
         if self._live * max(self.dimension, 1) * 4 > MEMORY_VECTORS_MAX_BYTES:
@@ -238,7 +244,7 @@ class VectorStore:
     def _rescore(self, query: np.ndarray, ids: np.ndarray) -> SearchResult:
         """Exact cosines from the stored float32 vectors, best first (ties by id); ids deleted
         since the segments were read drop out."""
-        found_ids, vectors = self._store.vectors_of(ids)
+        found_ids, vectors = self._recent.get(ids, self.revision)
         if not len(found_ids):
             return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
         scores = cosines(vectors, query)

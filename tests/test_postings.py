@@ -75,6 +75,43 @@ def test_postings_rank_exactly_as_fts5_does(index, weights):
     assert postings.rank(["absentword"], 10, weights=(1.0, 1.0)) == []
 
 
+def test_postings_skip_rows_of_only_common_words_and_rank_exactly_as_fts5_does(tmp_path, fake_embedder, monkeypatch):
+    """A vocabulary like real text's: a few common words in many rows, many rare ones in few.
+    Queries mixing both are answered without scoring the rows that hold only common words
+    (the shortcut), with FTS5's ids and scores to the last bit; when the rare words' rows cannot
+    prove the top (too few, or scoring too low), every row is scored."""
+    rng = random.Random(11)
+    common = ["alpha", "beta", "gamma"]
+    rare = [f"rare{i}" for i in range(400)]
+    texts = [
+        " ".join(rng.choice(common) for _ in range(rng.randint(2, 30)))
+        + " "
+        + " ".join(rng.choice(rare) for _ in range(rng.randint(0, 4)))
+        for _ in range(600)
+    ]
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.add_texts(texts, ids=[f"t{i}" for i in range(len(texts))], titles=[rng.choice(common) for _ in texts])
+        postings = _postings(engine)
+        full = []
+        original = Postings._scores_all
+        monkeypatch.setattr(Postings, "_scores_all", lambda self, *a: full.append(1) or original(self, *a))
+        shortcuts = 0
+        for round_ in range(80):
+            words = rng.sample(rare, rng.randint(1, 3)) + rng.sample(common, rng.randint(1, 2))
+            rng.shuffle(words)
+            weights = rng.choice([(1.0, 1.0), (3.0, 0.5), (0.0, 1.0)])
+            limit = rng.choice([1, 3, 10, 50])
+            tokens, _ = _tokens(engine, words)
+            before = len(full)
+            mine = postings.rank(tokens, limit, weights=weights)
+            shortcuts += len(full) == before
+            reference = engine._store.keyword_search(match_expression(words), limit, SearchFilter(), weights=weights)
+            reference = sorted(reference, key=lambda pair: (-pair[1], pair[0]))
+            assert mine == reference, (words, weights, limit)
+        assert shortcuts >= 20  # most small limits are proven from the rare words' rows
+        assert len(full) >= 5  # and the rest fall back to scoring every row
+
+
 def test_postings_of_an_empty_index_rank_nothing(tmp_path, fake_embedder):
     with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
         assert _postings(engine).rank(["kestrel"], 10, weights=(1.0, 1.0)) == []
@@ -245,3 +282,20 @@ def test_postings_read_in_small_batches_are_the_same(index, monkeypatch):
         tokens, _ = _tokens(index, words)
         assert batched.rank(tokens, 50, weights=(1.0, 1.0)) == whole.rank(tokens, 50, weights=(1.0, 1.0))
         assert [batched.rows_with(token) for token in tokens] == [whole.rows_with(token) for token in tokens]
+
+
+def test_preload_reads_the_copies_at_once_and_does_nothing_on_an_empty_index(tmp_path, fake_embedder):
+    with semsearch.open(tmp_path / "empty", embedder=fake_embedder) as engine:
+        engine.preload()  # nothing indexed: nothing to read, no error
+        assert engine._postings.peek(engine.revision()) is None
+    texts, titles = _texts(30)
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.add_texts(texts, ids=[f"n{i}" for i in range(len(texts))], titles=titles)
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        first = engine.search("kestrel harbour", limit=5, mode="keyword")  # one search: FTS5 answers
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.preload()  # before any search (a server starting)
+        revision = engine.revision()
+        assert engine._postings.peek(revision) is not None
+        assert engine.vectors()._memory.peek(revision) is not None
+        assert engine.search("kestrel harbour", limit=5, mode="keyword") == first
