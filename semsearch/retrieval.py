@@ -407,7 +407,7 @@ class Retriever:
             if self._postings is not None:
                 # The keyword side finishes first: it reads its hits' vectors meanwhile, for the
                 # cosines of those the semantic side will not find (kept: semsearch.recent_vectors).
-                self._vectors.stored_vectors([chunk for chunk, _ in keyword])
+                self._vectors.read_ahead([chunk for chunk, _ in keyword])
             semantic = semantic_side.result()
         else:
             semantic = self.semantic_with_feedback(query, pool, where)

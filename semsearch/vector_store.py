@@ -224,6 +224,12 @@ class VectorStore:
             return memory.get(ids)
         return self._recent.get(ids, self.revision)
 
+    def read_ahead(self, ids: Sequence[int] | np.ndarray) -> None:
+        """Read these chunks' stored vectors now, for a :meth:`stored_vectors` soon after (nothing
+        when this process holds every vector)."""
+        if self._memory.peek(self.revision) is None:
+            self._recent.get(ids, self.revision)
+
     def count_search(self) -> None:
         """Say that a search is starting: a process that searches again at one revision comes to
         hold a small index's vectors in memory (:class:`semsearch.resident.Resident`)."""

@@ -80,6 +80,7 @@ def test_postings_skip_rows_of_only_common_words_and_rank_exactly_as_fts5_does(t
     Queries mixing both are answered without scoring the rows that hold only common words
     (the shortcut), with FTS5's ids and scores to the last bit; when the rare words' rows cannot
     prove the top (too few, or scoring too low), every row is scored."""
+    monkeypatch.setattr(postings_module, "SKIPPED_AT_LEAST", 0)  # (a table this small is scored whole)
     rng = random.Random(11)
     common = ["alpha", "beta", "gamma"]
     rare = [f"rare{i}" for i in range(400)]
@@ -110,6 +111,10 @@ def test_postings_skip_rows_of_only_common_words_and_rank_exactly_as_fts5_does(t
             assert mine == reference, (words, weights, limit)
         assert shortcuts >= 20  # most small limits are proven from the rare words' rows
         assert len(full) >= 5  # and the rest fall back to scoring every row
+        monkeypatch.setattr(postings_module, "SKIPPED_AT_LEAST", 10**9)
+        before = len(full)
+        postings.rank(tokens, 1, weights=(1.0, 1.0))
+        assert len(full) == before + 1  # on a small table, every row is scored: that is faster
 
 
 def test_postings_of_an_empty_index_rank_nothing(tmp_path, fake_embedder):
