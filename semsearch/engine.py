@@ -47,6 +47,7 @@ from semsearch.location import DATABASE_NAME, default_index_dir
 from semsearch.locking import WriteLock
 from semsearch.onnx_embedder import OnnxEmbedder
 from semsearch.onnx_export import export_query_model, query_model_dir
+from semsearch.postings import CHANGED_SHARE as POSTINGS_CHANGED_SHARE
 from semsearch.postings import MAX_TOKENS as POSTINGS_MAX_TOKENS
 from semsearch.postings import Postings
 from semsearch.resident import Resident
@@ -484,7 +485,18 @@ class Engine:
         vectors.preload()
         self._postings.read_now(vectors.revision)
 
-    def _read_postings(self) -> Postings | None:
+    def _read_postings(self, previous: Postings | None) -> Postings | None:
+        """The current revision's postings: the copy held until now with what changed since,
+        when that is a small part (an index being written: watch beside a server), else the
+        whole table read again."""
+        if previous is not None:
+            most = int(len(previous.ids) * POSTINGS_CHANGED_SHARE)
+            change = self._store.keyword_postings_change(previous.ids, POSTINGS_MAX_TOKENS, most)
+            if change is not None:
+                try:
+                    return previous.changed(change)
+                except ValueError:
+                    pass  # (it does not add up: read it whole)
         raw = self._store.keyword_postings(POSTINGS_MAX_TOKENS)
         return Postings(raw) if raw is not None else None
 

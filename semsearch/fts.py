@@ -191,23 +191,81 @@ def read_postings(connection: Connection, revision: int, max_tokens: int) -> Raw
         return None
     listed = connection.exec_driver_sql("SELECT group_concat(id) FROM chunk_fts_docsize").scalar()
     row_ids = np.unique(np.fromstring(listed or "", dtype=np.int64, sep=","))
+    raw = _read_instances(connection, "temp.chunk_instances", revision, row_ids, total_tokens)
+    if len(row_ids) != rows or raw.total_tokens != total_tokens:
+        raise ValueError("the keyword index's postings do not add up to its row count and length")
+    return raw
+
+
+@dataclass(frozen=True)
+class PostingsChange:
+    """What changed in the table since a copy of its postings was read (for
+    :meth:`semsearch.postings.Postings.changed`): rows are only ever added with higher ids
+    than any before (chunk ids only grow) or removed."""
+
+    revision: int
+    rows: int  # FTS5's row count now
+    total_tokens: int  # and its tokens
+    removed: np.ndarray  # int64, ids of the copy's rows no longer in the table
+    added: RawPostings  # the postings of the rows added since, as read_postings reads a table
+
+
+def read_postings_change(
+    connection: Connection, revision: int, ids: np.ndarray, max_tokens: int, most_changed: int
+) -> PostingsChange | None:
+    """The change since a copy of the postings holding rows ``ids`` (ascending) was read; ``None``
+    if the table now holds more than ``max_tokens`` tokens or more than ``most_changed`` rows were
+    added and removed (then read it whole). The caller holds one read transaction.
+
+    Costs what changed, plus a count of the rows up to the copy's last (and, if that shows some
+    were removed, a list of them): the added rows are tokenised again in a scratch FTS5 table,
+    as :func:`row_tokens` does, and its postings read as the table's are."""
+    rows, total_tokens = _averages(connection)
+    if total_tokens > max_tokens:
+        return None
+    last = int(ids[-1]) if len(ids) else 0
+    still = connection.exec_driver_sql("SELECT count(*) FROM chunk_fts_docsize WHERE id <= ?", (last,)).scalar() or 0
+    if len(ids) - still + rows - still > most_changed:  # (removed, added)
+        return None
+    removed = np.empty(0, np.int64)
+    if still != len(ids):
+        listed = connection.exec_driver_sql("SELECT group_concat(id) FROM chunk_fts_docsize WHERE id <= ?", (last,)).scalar()
+        remaining = np.unique(np.fromstring(listed or "", dtype=np.int64, sep=","))
+        if not np.all(np.isin(remaining, ids)):  # a row of an old id that the copy never held
+            raise ValueError("the keyword index holds rows the copy of its postings never saw")
+        removed = np.setdiff1d(ids, remaining)
+    connection.exec_driver_sql("DELETE FROM temp.scratch_rows")
+    added = connection.exec_driver_sql(f"SELECT id, {', '.join(COLUMNS)} FROM {SOURCE} WHERE id > ? ORDER BY id", (last,)).all()
+    if added:
+        connection.exec_driver_sql(
+            f"INSERT INTO temp.scratch_rows(rowid, {', '.join(COLUMNS)}) VALUES (?, ?, ?)", [tuple(row) for row in added]
+        )
+    added_ids = np.asarray([row[0] for row in added], dtype=np.int64)
+    most = sum(len(str(value or "")) for row in added for value in row[1:]) + 1  # tokens are never more than characters
+    raw = _read_instances(connection, "temp.scratch_terms", revision, added_ids, most)
+    connection.exec_driver_sql("DELETE FROM temp.scratch_rows")
+    return PostingsChange(revision, rows, total_tokens, removed, raw)
+
+
+def _read_instances(connection: Connection, vocabulary: str, revision: int, row_ids: np.ndarray, most: int) -> RawPostings:
+    """The postings of rows ``row_ids`` (ascending) from an ``fts5vocab`` instance table over
+    them, which holds at most ``most`` occurrences."""
     place = _places(row_ids)
     column = "CASE col " + " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(COLUMNS)) + " END"
     result = connection.exec_driver_sql(
-        f"SELECT term, count(*), group_concat(doc * {len(COLUMNS)} + {column}) "
-        "FROM temp.chunk_instances GROUP BY term"
+        f"SELECT term, count(*), group_concat(doc * {len(COLUMNS)} + {column}) FROM {vocabulary} GROUP BY term"
     )
     terms: list[str] = []
     entries: list[np.ndarray] = []
-    # Each (token, row) pair is at least one of the table's tokens: filled in place, no copies.
-    positions = np.empty(total_tokens, dtype=np.int32)
-    frequencies = np.empty((total_tokens, len(COLUMNS)), dtype=np.uint16)
+    # Each (token, row) pair is at least one occurrence: filled in place, no copies.
+    positions = np.empty(most, dtype=np.int32)
+    frequencies = np.empty((most, len(COLUMNS)), dtype=np.uint16)
     filled = 0
     while batch := result.fetchmany(POSTINGS_BATCH):
         terms += [row[0] for row in batch]
         occurrences = np.fromstring(",".join(row[2] for row in batch), dtype=np.int64, sep=",")
         counts, at, times = _entries(np.asarray([row[1] for row in batch], dtype=np.int64), occurrences, place)
-        if filled + len(at) > total_tokens:
+        if filled + len(at) > most:
             raise ValueError("the keyword index holds more postings than tokens")
         entries.append(counts)
         positions[filled : filled + len(at)] = at
@@ -218,12 +276,10 @@ def read_postings(connection: Connection, revision: int, max_tokens: int) -> Raw
     for start in range(0, filled, LENGTHS_STEP):  # (in steps: a pass over all at once doubles the memory)
         part = frequencies[start : start + LENGTHS_STEP].sum(axis=1, dtype=np.float64)
         lengths += np.bincount(positions[start : start + LENGTHS_STEP], weights=part, minlength=len(row_ids))
-    if len(row_ids) != rows or int(lengths.sum()) != total_tokens:
-        raise ValueError("the keyword index's postings do not add up to its row count and length")
     return RawPostings(
         revision=revision,
-        rows=rows,
-        total_tokens=total_tokens,
+        rows=len(row_ids),
+        total_tokens=int(lengths.sum()),
         ids=row_ids,
         lengths=lengths.astype(np.int64),
         terms=terms,

@@ -31,11 +31,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from semsearch.bm25 import B, COMMON_SHARE, K1, idf
-from semsearch.fts import RawPostings, TermStatistics
+from semsearch.fts import PostingsChange, RawPostings, TermStatistics
 
 SKIPPED_AT_LEAST = 20_000  # postings a shortcut must skip to be tried (scoring them takes ~0.2 ms)
 TRIES = 4  # shortcuts tried per query before every row is scored
 SPANS_KEPT = 100_000  # tokens whose place is remembered (a few MB)
+CHANGED_SHARE = 0.25  # a copy is brought up to date if at most this share of its rows changed, else read again
 MAX_TOKENS = 40_000_000  # largest table kept: ~25 s to read, ~350 MB (SciFact: 1.3M tokens, 1 s; 1M chunks: 31M)
 
 Ranked = list[tuple[int, float]]
@@ -46,26 +47,123 @@ class Postings:
     """One revision of the keyword index, in memory (see the module's notes)."""
 
     def __init__(self, raw: RawPostings) -> None:
-        self.revision = raw.revision
-        self.rows = raw.rows
-        self._ids = raw.ids
-        self.average_length = average = raw.total_tokens / raw.rows if raw.rows else 0.0
-        lengths = raw.lengths.astype(np.float64)
-        # The part of BM25's denominator that depends on the row only, k1 * (1 - b + b * |D| / avgdl),
-        # each operation in FTS5's order, so that the scores are FTS5's to the last bit.
-        self._norm = K1 * (1.0 - B + B * lengths / average) if average else np.full(len(lengths), K1)
-        self._position = raw.positions
-        self._frequency = raw.frequencies
-        self._bounds = np.r_[0, np.cumsum(raw.entries)]
         # The tokens as one string of UTF-8 and where each ends: a million tokens take ~15 MB so,
         # ten times that as a dictionary of Python strings. FTS5 lists them in their bytes' order,
         # which a binary search needs.
         encoded = [term.encode() for term in raw.terms]
-        self._terms = b"".join(encoded)
-        self._term_ends = np.cumsum([len(term) for term in encoded], dtype=np.int64)
         if any(encoded[i] >= encoded[i + 1] for i in range(len(encoded) - 1)):
             raise ValueError("the keyword index's tokens are not in order")
+        self._hold(
+            raw.revision, raw.rows, raw.total_tokens, raw.ids, raw.lengths, b"".join(encoded),
+            np.cumsum([len(term) for term in encoded], dtype=np.int64), np.r_[0, np.cumsum(raw.entries)],
+            raw.positions, raw.frequencies,
+        )
+
+    def _hold(
+        self, revision: int, rows: int, total_tokens: int, ids: np.ndarray, lengths: np.ndarray, terms: bytes,
+        term_ends: np.ndarray, bounds: np.ndarray, positions: np.ndarray, frequencies: np.ndarray,
+    ) -> None:
+        self.revision = revision
+        self.rows = rows
+        self.ids = ids  # each row's id, ascending
+        self._total_tokens = total_tokens
+        self._lengths = lengths
+        self.average_length = average = total_tokens / rows if rows else 0.0
+        # The part of BM25's denominator that depends on the row only, k1 * (1 - b + b * |D| / avgdl),
+        # each operation in FTS5's order, so that the scores are FTS5's to the last bit.
+        self._norm = K1 * (1.0 - B + B * lengths.astype(np.float64) / average) if average else np.full(len(lengths), K1)
+        self._terms = terms
+        self._term_ends = term_ends
+        self._bounds = bounds  # token i's entries are [bounds[i], bounds[i + 1])
+        self._position = positions  # each entry's row, as its place in ids
+        self._frequency = frequencies  # each entry's count in each column
         self._spans: dict[str, Span] = {}  # tokens looked up lately (see _span)
+
+    def changed(self, change: PostingsChange) -> Postings:
+        """These postings with a later revision's changes applied: rows removed, rows added
+        (their ids above every row here). Costs a copy of the arrays (about a second at a
+        million chunks) instead of reading the table again (about twenty)."""
+        removed, added = change.removed, change.added
+        if len(added.ids) and len(self.ids) and added.ids[0] <= self.ids[-1]:
+            raise ValueError("rows were added below the last row of the postings")
+        if len(removed):
+            alive_rows = ~np.isin(self.ids, removed)
+            place = np.cumsum(alive_rows) - 1
+            alive = alive_rows[self._position]
+            positions = place[self._position[alive]].astype(np.int32)
+            frequencies = self._frequency[alive]
+            alive_before = np.r_[0, np.cumsum(alive, dtype=np.int64)]
+            counts = alive_before[self._bounds[1:]] - alive_before[self._bounds[:-1]]
+            ids, lengths = self.ids[alive_rows], self._lengths[alive_rows]
+        else:
+            positions, frequencies, counts = self._position, self._frequency, np.diff(self._bounds)
+            ids, lengths = self.ids, self._lengths
+        kept_bounds = np.r_[0, np.cumsum(counts)]
+        # Where each token goes among the old and the new ones (both in bytes' order).
+        found, missing, inserted_at = [], [], []
+        for term in added.terms:
+            key = term.encode()
+            index, exact = self._locate(key)
+            found.append((index, exact))
+            if not exact:
+                missing.append(key)
+                inserted_at.append(index)
+        points = np.asarray(inserted_at, dtype=np.int64)
+        old_count = len(self._term_ends)
+        old_to_new = np.arange(old_count) + np.searchsorted(points, np.arange(old_count), side="right")
+        added_to_new, new_number = np.empty(len(added.terms), dtype=np.int64), 0
+        for j, (index, exact) in enumerate(found):
+            if exact:
+                added_to_new[j] = old_to_new[index]
+            else:
+                added_to_new[j] = index + new_number
+                new_number += 1
+        total_terms = old_count + len(missing)
+        term_lengths = np.empty(total_terms, dtype=np.int64)
+        term_lengths[old_to_new] = np.diff(np.r_[0, self._term_ends])
+        term_lengths[added_to_new[[not exact for _, exact in found]]] = [len(key) for key in missing]
+        pieces, start = [], 0
+        for key, point in zip(missing, inserted_at):
+            cut = int(self._term_ends[point - 1]) if point else 0
+            pieces += [self._terms[start:cut], key]
+            start = cut
+        pieces.append(self._terms[start:])
+        merged_counts = np.zeros(total_terms, dtype=np.int64)
+        merged_counts[old_to_new] = counts
+        merged_counts[added_to_new] += added.entries
+        bounds = np.r_[0, np.cumsum(merged_counts)]
+        new_positions = np.empty(int(bounds[-1]), dtype=np.int32)
+        new_frequencies = np.empty((int(bounds[-1]), self._frequency.shape[1]), dtype=self._frequency.dtype)
+        added_bounds = np.r_[0, np.cumsum(added.entries)]
+        added_positions = added.positions.astype(np.int32) + len(ids)
+
+        def copy_old(first: int, stop: int) -> None:  # old tokens [first, stop): one block, in order
+            if stop > first:
+                source, end, target = int(kept_bounds[first]), int(kept_bounds[stop]), int(bounds[old_to_new[first]])
+                new_positions[target : target + end - source] = positions[source:end]
+                new_frequencies[target : target + end - source] = frequencies[source:end]
+
+        copied = 0
+        for j in range(len(added.terms)):  # in order: the old tokens up to each, then its new entries
+            upto = int(np.searchsorted(old_to_new, added_to_new[j], side="right"))
+            copy_old(copied, upto)
+            copied = max(copied, upto)
+            token = int(added_to_new[j])
+            first, stop = int(added_bounds[j]), int(added_bounds[j + 1])
+            target = int(bounds[token + 1]) - (stop - first)  # after the token's old entries
+            new_positions[target : target + stop - first] = added_positions[first:stop]
+            new_frequencies[target : target + stop - first] = added.frequencies[first:stop]
+        copy_old(copied, old_count)
+        ids = np.concatenate([ids, added.ids])
+        lengths = np.concatenate([lengths, added.lengths])
+        if len(ids) != change.rows or int(lengths.sum()) != change.total_tokens:
+            raise ValueError("the changed postings do not add up to the table's row count and length")
+        updated = Postings.__new__(Postings)
+        updated._hold(
+            change.revision, change.rows, change.total_tokens, ids, lengths, b"".join(pieces),
+            np.cumsum(term_lengths), bounds, new_positions, new_frequencies,
+        )
+        return updated
 
     def statistics(self, words: Sequence[str], tokens: Mapping[str, tuple[str, ...]]) -> TermStatistics:
         """What :func:`semsearch.fts.statistics` reads about these words (each with its ``tokens``,
@@ -96,8 +194,8 @@ class Postings:
         weight = np.asarray(weights, dtype=np.float64)
         if within is not None:
             wanted = np.unique(np.asarray(within, dtype=np.int64).reshape(-1))
-            at = np.searchsorted(self._ids, wanted).clip(0, max(len(self._ids) - 1, 0))
-            places = at[self._ids[at] == wanted] if len(self._ids) else np.empty(0, np.int64)
+            at = np.searchsorted(self.ids, wanted).clip(0, max(len(self.ids) - 1, 0))
+            places = at[self.ids[at] == wanted] if len(self.ids) else np.empty(0, np.int64)
             scored, scores = self._scores_of(places, spans, weight)
         else:
             scored, scores = self._best(spans, limit, weight)
@@ -106,7 +204,7 @@ class Postings:
             threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit]
             keep = scores >= threshold
             scored, scores = scored[keep], scores[keep]
-        ids = self._ids[scored]
+        ids = self.ids[scored]
         order = np.lexsort((ids, -scores))[:limit]
         return list(zip(ids[order].tolist(), scores[order].tolist()))
 
@@ -123,17 +221,21 @@ class Postings:
 
     def _search(self, token: str) -> Span:
         """:meth:`_span` by bisection of the tokens (40 microseconds in Python at a million)."""
-        key, ends, terms = token.encode(), self._term_ends, self._terms
+        index, exact = self._locate(token.encode())
+        return (int(self._bounds[index]), int(self._bounds[index + 1])) if exact else (0, 0)
+
+    def _locate(self, key: bytes) -> tuple[int, bool]:
+        """The place of the first token not below ``key`` (UTF-8), and whether it is ``key``."""
+        ends, terms = self._term_ends, self._terms
         low, high = 0, len(ends)
-        while low < high:  # the first token not below `key`
+        while low < high:
             middle = (low + high) // 2
             if terms[(int(ends[middle - 1]) if middle else 0) : int(ends[middle])] < key:
                 low = middle + 1
             else:
                 high = middle
-        if low == len(ends) or terms[(int(ends[low - 1]) if low else 0) : int(ends[low])] != key:
-            return (0, 0)
-        return int(self._bounds[low]), int(self._bounds[low + 1])
+        exact = low < len(ends) and terms[(int(ends[low - 1]) if low else 0) : int(ends[low])] == key
+        return low, exact
 
     def _best(self, spans: list[Span], limit: int, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The rows the query matches and their scores, or a part of them that holds its best

@@ -37,8 +37,10 @@ Copy = TypeVar("Copy", bound=Revisioned)
 class Resident(Generic[Copy]):
     """The copy of the latest revision a process searches (see the module's notes)."""
 
-    def __init__(self, read: Callable[[], Copy | None], *, name: str) -> None:
-        self._read = read  # the current revision's copy, or None to decline (too large)
+    def __init__(self, read: Callable[[Copy | None], Copy | None], *, name: str) -> None:
+        # The current revision's copy, or None to decline (too large); given the copy held until
+        # now (of an older revision, or None), from which it may start.
+        self._read = read
         self._name = name  # of the reading thread
         self._lock = threading.Lock()
         self._copy: Copy | None = None
@@ -89,7 +91,7 @@ class Resident(Generic[Copy]):
         one a search asked for (declined if the read fails or declines)."""
         began = time.monotonic()
         try:
-            copy = self._read()
+            copy = self._read(self._copy)
         except Exception:  # noqa: BLE001 - an optimisation: searches go on the usual way
             copy = None
         ended = time.monotonic()

@@ -239,7 +239,7 @@ class VectorStore:
         """Read a small index's vectors into memory now, on this thread (see :meth:`count_search`)."""
         self._memory.read_now(self.revision)
 
-    def _read_memory(self) -> MemoryVectors | None:
+    def _read_memory(self, _previous: MemoryVectors | None) -> MemoryVectors | None:
         if self._live * max(self.dimension, 1) * 4 > MEMORY_VECTORS_MAX_BYTES:
             return None
         revision, ids, vectors = self._store.all_vectors()

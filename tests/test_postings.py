@@ -139,11 +139,13 @@ class _Reads:
         self.revisions = revisions  # the revision each read finds
         self.seconds = seconds  # how long each read takes
         self.calls = 0
+        self.previous = []
         self.release = threading.Event()
         self.release.set()
         self.done = threading.Event()
 
-    def __call__(self):
+    def __call__(self, previous):
+        self.previous.append(None if previous is None else previous.revision)  # the copy it may start from
         self.calls += 1
         self.release.wait(5)
         time.sleep(self.seconds)
@@ -179,6 +181,7 @@ def test_postings_are_read_once_a_process_searches_a_second_time_at_a_revision(m
     assert kept.get(5) is None
     _wait(reads)
     assert kept.get(5).revision == 5 and reads.calls == 2
+    assert reads.previous == [None, 4]  # the second read is given the first copy, to start from
 
 
 def test_a_read_while_one_runs_is_not_started_twice(monkeypatch):
@@ -231,7 +234,7 @@ def test_searches_use_the_postings_once_read_and_give_what_fts5_gives(index, mon
 
     reads = []
     original = index._read_postings
-    monkeypatch.setattr(index._postings, "_read", lambda: reads.append(1) or original())
+    monkeypatch.setattr(index._postings, "_read", lambda previous: reads.append(1) or original(previous))
     without = results()  # the first searches ask FTS5 and start the read
     deadline = time.monotonic() + 10
     while index._postings.get(index.vectors().revision) is None and time.monotonic() < deadline:
@@ -304,3 +307,85 @@ def test_preload_reads_the_copies_at_once_and_does_nothing_on_an_empty_index(tmp
         assert engine._postings.peek(revision) is not None
         assert engine.vectors()._memory.peek(revision) is not None
         assert engine.search("kestrel harbour", limit=5, mode="keyword") == first
+
+
+def _same(updated: Postings, fresh: Postings) -> None:
+    assert updated.revision == fresh.revision and updated.rows == fresh.rows
+    assert updated.average_length == fresh.average_length
+    assert np.array_equal(updated.ids, fresh.ids)
+    assert np.array_equal(updated._lengths, fresh._lengths)
+    assert updated._terms == fresh._terms
+    for name in ("_term_ends", "_bounds", "_position", "_frequency", "_norm"):
+        assert np.array_equal(getattr(updated, name), getattr(fresh, name)), name
+
+
+def test_postings_brought_up_to_date_are_those_read_again(tmp_path, fake_embedder):
+    """Writes that add rows (new tokens and known ones, accents, CJK) and remove rows, in every
+    mix: the copy with each change applied holds exactly what reading the table again gives, and
+    ranks exactly as FTS5 does."""
+    rng = random.Random(5)
+    extra = ["café", "naïve", "zeppelin", "quartz", "東京の天気", "猫が好き", "Ωmega", "x" * 40]
+
+    def text() -> str:
+        return " ".join(rng.choice(WORDS + extra) for _ in range(rng.randint(1, 25)))
+
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.add_texts([text() for _ in range(60)], ids=[f"a{i}" for i in range(60)])
+        postings = _postings(engine)
+        alive, number = [f"a{i}" for i in range(60)], 0
+        for round_ in range(14):
+            kind = round_ % 3  # add only, remove only, both
+            if kind != 1:
+                new = [f"b{number + i}" for i in range(rng.randint(1, 6))]
+                number += len(new)
+                engine.add_texts([text() for _ in new], ids=new, titles=[rng.choice(extra) for _ in new])
+                alive += new
+            if kind != 0:
+                gone = rng.sample(alive, rng.randint(1, 5))
+                engine.remove(*gone)
+                alive = [key for key in alive if key not in gone]
+            change = engine._store.keyword_postings_change(postings.ids, postings_module.MAX_TOKENS, 10**9)
+            updated = postings.changed(change)
+            _same(updated, _postings(engine))
+            for _ in range(5):
+                words = rng.sample(WORDS + ["zeppelin", "quartz", "cafe"], rng.randint(1, 4))
+                tokens, _stats = _tokens(engine, words)
+                reference = engine._store.keyword_search(match_expression(words), 10, SearchFilter(), weights=(1.0, 1.0))
+                assert updated.rank(tokens, 10, weights=(1.0, 1.0)) == sorted(reference, key=lambda p: (-p[1], p[0]))
+            postings = updated
+        engine.remove(*alive)  # every row gone
+        change = engine._store.keyword_postings_change(postings.ids, postings_module.MAX_TOKENS, 10**9)
+        emptied = postings.changed(change)
+        assert emptied.rows == 0 and emptied.rank(["kestrel"], 10, weights=(1.0, 1.0)) == []
+
+
+def test_a_large_change_is_read_whole_and_a_server_follows_writes_cheaply(index, monkeypatch):
+    """Through the engine: after a small write the copy is brought up to date (the table is not
+    read again) and gives what FTS5 gives; a change of more than a quarter of the rows is read
+    whole."""
+    monkeypatch.setattr(resident_module, "REBUILD_PAUSE", 0.0)
+    whole = []
+    original = type(index._store).keyword_postings
+    monkeypatch.setattr(type(index._store), "keyword_postings", lambda self, m: whole.append(1) or original(self, m))
+
+    def held():
+        revision = index.vectors().revision
+        deadline = time.monotonic() + 10
+        while index._postings.get(revision) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+            index.vectors().refresh()
+        return index._postings.peek(revision)
+
+    index.preload()
+    assert whole == [1] and held() is not None
+    index.add_texts(["zeppelin kestrel harbour"], ids=["new"])
+    index.remove("n7")
+    index.search("warm", limit=1, mode="keyword")  # a search at the new revision starts the read
+    updated = held()
+    assert updated is not None and whole == [1]  # brought up to date, not read again
+    _same(updated, Postings(original(index._store, postings_module.MAX_TOKENS)))  # (read again, not counted)
+    assert [hit.path for hit in index.search("zeppelin", limit=1, mode="keyword")] == ["new"]
+    texts, _titles = _texts(60, seed=9)
+    index.add_texts(texts, ids=[f"m{i}" for i in range(len(texts))])  # half as many rows again
+    index.search("warm", limit=1, mode="keyword")
+    assert held() is not None and whole == [1, 1]
