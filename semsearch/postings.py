@@ -21,7 +21,9 @@ Reading them costs half a second to a second per million tokens indexed (on a ba
 and about 8 bytes per (token, row) pair, so a process keeps them only once it has shown it searches
 again (:class:`semsearch.resident.Resident` decides when), and only for tables of at most
 :data:`MAX_TOKENS` tokens. Until the postings of the revision being searched are in memory,
-searches ask FTS5, with the same results.
+searches ask FTS5, with the same results. After a write, :meth:`Postings.changed` brings a copy
+up to date with the rows added and removed since, at the cost of what changed and one copy of
+the arrays, instead of reading the table again.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ keyword index's postings (:mod:`semsearch.postings`), the float32 vectors of a s
 - never again at a revision whose copy was declined (too large) or failed.
 
 A copy is used only for the revision it was read at: a search at another revision never sees it.
+The read is given the copy held until then, so that it can start from it (the postings apply
+what changed since; see :meth:`semsearch.postings.Postings.changed`).
 """
 
 from __future__ import annotations
