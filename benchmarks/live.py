@@ -16,8 +16,10 @@ temporary folder first, since the watch steps write into it. Three measurements:
 2. **Concurrent clients while watch re-indexes.** 8 client threads search without pause for
    ``--seconds`` while ``semsearch watch`` follows a folder (into the same index) that a
    driver keeps changing (a new or edited file every 0.5 s). Errors (any non-200 or exception)
-   and latency, for the server as it runs (requests concurrent in a thread pool) and for the
-   same server with every request serialised by a lock, in alternating rounds.
+   and latency, for three kinds of server in alternating rounds: engine calls with no bound
+   (as many at once as requests), at most two at once (what ``serve`` does on two cores: one per
+   core) and one at a time. The clients cycle through ``--queries`` queries; with more than the
+   256 query vectors an engine keeps, nearly every request embeds its query.
 3. **Save to searchable.** A new file with a unique word is saved into the watched folder; the
    client polls ``/search`` every 20 ms until it is found. Reported with the watch update's own
    time (which includes embedding the file) and the difference, which is what watching adds.
@@ -52,7 +54,7 @@ import sys
 import semsearch
 from semsearch.server import serve
 engine = semsearch.open(sys.argv[1], create=False)
-serve(engine, port=0, serialize=sys.argv[2] == "serial", ready=lambda url: print(url, flush=True))
+serve(engine, port=0, at_once=int(sys.argv[2]) or None, ready=lambda url: print(url, flush=True))
 """
 
 
@@ -121,7 +123,7 @@ def _wait(condition, seconds: float, what: str) -> None:
 
 
 class Server:
-    def __init__(self, index: Path, kind: str = "concurrent") -> None:
+    def __init__(self, index: Path, kind: str = "0") -> None:
         self.process = subprocess.Popen([sys.executable, "-c", SERVER, str(index), kind],
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.process.stdout.readline()
@@ -176,14 +178,17 @@ def latency(index: Path, queries: list[str]) -> None:
         server.close()
 
 
+KINDS = {"concurrent": 0, "two at once": 2, "serialised": 1}  # server kinds: searches run at once (0: no bound)
+
+
 def concurrency(index: Path, queries: list[str], folder: Path, updates: list[dict], seconds: float, rounds: int) -> None:
     print(f"\n8 clients for {seconds:.0f} s per round while watch re-indexes a folder changed every 0.5 s:")
     print("| server | round | requests | errors | requests/s | p50 / p90 / p99 (ms) | watch updates |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     totals: dict[str, list] = {}
     for number in range(rounds):
-        for kind in ("concurrent", "serialised"):
-            server = Server(index, "serial" if kind == "serialised" else "concurrent")
+        for kind, at_once in KINDS.items():
+            server = Server(index, str(at_once))
             try:
                 with httpx.Client(base_url=server.url, timeout=60) as client:
                     for query in queries[:10]:

@@ -7,8 +7,9 @@ docs/design.md), so new documents are found without a restart.
 
 Requests run in a thread pool, concurrently: each SQLite read checks out its own pooled
 connection, FAISS searches of the mapped segments only read, onnxruntime sessions may be run from
-several threads, and the vector store reloads a new revision under its own lock
-(docs/benchmarks.md#http-server compares this with serialising every request).
+several threads, and the vector store reloads a new revision under its own lock. At most one
+engine call per core runs at once (docs/benchmarks.md#the-http-server-and-watch-mode compares
+this with no bound and with one request at a time).
 
 Safety: loopback only unless ``allow_remote`` is given, and then only with a token, which is
 checked on every request (``Authorization: Bearer``, the ``semsearch_token`` cookie the web page
@@ -58,6 +59,7 @@ MAX_LIMIT = 100
 MAX_FILTER_CHARS = 1_000  # a path glob, a type, a KEY=VALUE
 MAX_FILTERS = 20  # --type / --meta values in one request
 MAX_BODY_BYTES = 64 * 1024
+SEARCHES_AT_ONCE = os.cpu_count() or 1  # engine calls running at the same time; the others queue
 WEB = Path(__file__).resolve().parent / "web"
 COOKIE = "semsearch_token"
 
@@ -89,13 +91,14 @@ def is_loopback(host: str) -> bool:
 # -- the application ------------------------------------------------------------------------------
 
 
-def create_app(engine: Engine, *, token: str | None = None, serialize: bool = False) -> "_Guard":
+def create_app(engine: Engine, *, token: str | None = None, at_once: int | None = SEARCHES_AT_ONCE) -> "_Guard":
     """The ASGI application serving ``engine``. ``token``, if given, is required on every request.
 
-    ``serialize`` runs one request at a time (a lock around every engine call); kept for the
-    benchmark that measures what concurrency gains.
+    ``at_once`` bounds the engine calls that run at the same time (``None``: no bound; 1: one
+    request at a time); the default, one per core, measured best (docs/benchmarks.md: more
+    searches at once than cores only fight over them and over the GIL).
     """
-    access = threading.Lock() if serialize else contextlib.nullcontext()
+    access = threading.BoundedSemaphore(at_once) if at_once else contextlib.nullcontext()
     reindex = _Reindex(engine)
     app = FastAPI(
         title="semsearch",
@@ -394,12 +397,12 @@ def serve(
     token: str | None = None,
     allow_remote: bool = False,
     ready: Any = None,
-    serialize: bool = False,
+    at_once: int | None = SEARCHES_AT_ONCE,
     idle_exit: float | None = None,
 ) -> str | None:
     """Serve ``engine`` until interrupted; with ``idle_exit``, also until no request came for
     that many seconds or the index was replaced, and then say which (a sentence). ``ready(url)``
-    is called once the socket listens; ``serialize`` is :func:`create_app`'s."""
+    is called once the socket listens; ``at_once`` is :func:`create_app`'s."""
     import uvicorn
 
     if not is_loopback(host):
@@ -427,7 +430,7 @@ def serve(
     listener.listen(128)
     bound_host, bound_port = listener.getsockname()[:2]
     url = f"http://{'[' + bound_host + ']' if ':' in bound_host else bound_host}:{bound_port}/"
-    app = create_app(engine, token=token, serialize=serialize)
+    app = create_app(engine, token=token, at_once=at_once)
     config = uvicorn.Config(
         app,
         log_level="warning",

@@ -307,3 +307,45 @@ def test_an_empty_index_answers_409_until_a_writer_fills_it(tmp_path, fake_embed
 def test_too_many_filter_values_are_refused(fake_server):
     response = fake_server.get("/search", params={"q": "tides", "type": ["md"] * 21})
     assert response.status_code == 422 and "type" in response.json()["error"]
+
+
+def test_engine_calls_at_once_are_bounded_and_the_rest_wait_their_turn(tmp_path, fake_embedder):
+    """Eight requests at once: at most `at_once` reach the engine together (one per core by
+    default), and every request is answered."""
+    import asyncio
+
+    from semsearch import server as server_module
+    from semsearch.server import create_app
+
+    assert server_module.SEARCHES_AT_ONCE >= 1
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.add_texts(["a note about kestrels", "a note about herons"], ids=["k", "h"])
+        running, most, lock = [0], [0], threading.Lock()
+        original = engine.search
+
+        def slow_search(*args, **kwargs):
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.05)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+        engine.search = slow_search
+
+        async def eight(app) -> list[int]:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                responses = await asyncio.gather(*(client.get("/search", params={"q": "kestrel"}) for _ in range(8)))
+            return [response.status_code for response in responses]
+
+        for bound in (2, 1):
+            most[0] = 0
+            assert asyncio.run(eight(create_app(engine, at_once=bound))) == [200] * 8
+            assert most[0] == bound
+        most[0] = 0
+        assert asyncio.run(eight(create_app(engine, at_once=None))) == [200] * 8
+        assert most[0] > 2  # unbounded: as many as the thread pool runs
