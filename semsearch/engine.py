@@ -491,12 +491,12 @@ class Engine:
         whole table read again."""
         if previous is not None:
             most = int(len(previous.ids) * POSTINGS_CHANGED_SHARE)
-            change = self._store.keyword_postings_change(previous.ids, POSTINGS_MAX_TOKENS, most)
-            if change is not None:
-                try:
+            try:
+                change = self._store.keyword_postings_change(previous.ids, previous.lengths, POSTINGS_MAX_TOKENS, most)
+                if change is not None:
                     return previous.changed(change)
-                except ValueError:
-                    pass  # (it does not add up: read it whole)
+            except ValueError:
+                pass  # (it does not add up, or rows changed under their ids: read it whole)
         raw = self._store.keyword_postings(POSTINGS_MAX_TOKENS)
         return Postings(raw) if raw is not None else None
 

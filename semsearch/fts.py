@@ -176,6 +176,7 @@ class RawPostings:
 
 POSTINGS_BATCH = 2_000  # tokens read and decoded at a time (bounds the memory a read needs)
 LENGTHS_STEP = 4_000_000  # entries summed at a time into the rows' lengths
+CHANGE_SAMPLE = 64  # rows of a copy checked to be unchanged when a change is read
 
 
 def read_postings(connection: Connection, revision: int, max_tokens: int) -> RawPostings | None:
@@ -211,7 +212,7 @@ class PostingsChange:
 
 
 def read_postings_change(
-    connection: Connection, revision: int, ids: np.ndarray, max_tokens: int, most_changed: int
+    connection: Connection, revision: int, ids: np.ndarray, lengths: np.ndarray, max_tokens: int, most_changed: int
 ) -> PostingsChange | None:
     """The change since a copy of the postings holding rows ``ids`` (ascending) was read; ``None``
     if the table now holds more than ``max_tokens`` tokens or more than ``most_changed`` rows were
@@ -219,7 +220,9 @@ def read_postings_change(
 
     Costs what changed, plus a count of the rows up to the copy's last (and, if that shows some
     were removed, a list of them): the added rows are tokenised again in a scratch FTS5 table,
-    as :func:`row_tokens` does, and its postings read as the table's are."""
+    as :func:`row_tokens` does, and its postings read as the table's are. Some of the rows the
+    copy holds (``lengths``: theirs) are checked to be the same length still: an index deleted
+    and made again at its path reuses ids for other rows."""
     rows, total_tokens = _averages(connection)
     if total_tokens > max_tokens:
         return None
@@ -234,6 +237,16 @@ def read_postings_change(
         if not np.all(np.isin(remaining, ids)):  # a row of an old id that the copy never held
             raise ValueError("the keyword index holds rows the copy of its postings never saw")
         removed = np.setdiff1d(ids, remaining)
+    sample = np.unique(np.random.default_rng().choice(len(ids), min(len(ids), CHANGE_SAMPLE)))
+    if len(sample):
+        marks = ",".join("?" * len(sample))
+        found = dict(connection.exec_driver_sql(
+            f"SELECT id, sz FROM chunk_fts_docsize WHERE id IN ({marks})", tuple(int(i) for i in ids[sample])
+        ).all())
+        for at in sample.tolist():
+            sizes = found.get(int(ids[at]))
+            if sizes is not None and sum(_varints(sizes)) != int(lengths[at]):
+                raise ValueError("rows of the keyword index changed under their ids")
     connection.exec_driver_sql("DELETE FROM temp.scratch_rows")
     added = connection.exec_driver_sql(f"SELECT id, {', '.join(COLUMNS)} FROM {SOURCE} WHERE id > ? ORDER BY id", (last,)).all()
     if added:

@@ -68,8 +68,7 @@ class Postings:
         self.revision = revision
         self.rows = rows
         self.ids = ids  # each row's id, ascending
-        self._total_tokens = total_tokens
-        self._lengths = lengths
+        self.lengths = lengths  # each row's length in tokens
         self.average_length = average = total_tokens / rows if rows else 0.0
         # The part of BM25's denominator that depends on the row only, k1 * (1 - b + b * |D| / avgdl),
         # each operation in FTS5's order, so that the scores are FTS5's to the last bit.
@@ -96,10 +95,10 @@ class Postings:
             frequencies = self._frequency[alive]
             alive_before = np.r_[0, np.cumsum(alive, dtype=np.int64)]
             counts = alive_before[self._bounds[1:]] - alive_before[self._bounds[:-1]]
-            ids, lengths = self.ids[alive_rows], self._lengths[alive_rows]
+            ids, lengths = self.ids[alive_rows], self.lengths[alive_rows]
         else:
             positions, frequencies, counts = self._position, self._frequency, np.diff(self._bounds)
-            ids, lengths = self.ids, self._lengths
+            ids, lengths = self.ids, self.lengths
         kept_bounds = np.r_[0, np.cumsum(counts)]
         # Where each token goes among the old and the new ones (both in bytes' order).
         found, missing, inserted_at = [], [], []

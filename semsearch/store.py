@@ -503,14 +503,16 @@ class Store:
             revision = connection.exec_driver_sql("SELECT value FROM settings WHERE key = 'revision'").scalar()
             return fts.read_postings(connection, int(revision or 0), max_tokens)
 
-    def keyword_postings_change(self, ids: np.ndarray, max_tokens: int, most_changed: int) -> fts.PostingsChange | None:
+    def keyword_postings_change(
+        self, ids: np.ndarray, lengths: np.ndarray, max_tokens: int, most_changed: int
+    ) -> fts.PostingsChange | None:
         """What changed in the keyword index since a copy of its postings holding rows ``ids``
-        was read, with the revision, in one snapshot; ``None`` if it now holds more than
+        (of these ``lengths``) was read, with the revision, in one snapshot; ``None`` if it now holds more than
         ``max_tokens`` tokens or more than ``most_changed`` rows changed (see
         :func:`semsearch.fts.read_postings_change`)."""
         with self._snapshot() as connection:
             revision = connection.exec_driver_sql("SELECT value FROM settings WHERE key = 'revision'").scalar()
-            return fts.read_postings_change(connection, int(revision or 0), ids, max_tokens, most_changed)
+            return fts.read_postings_change(connection, int(revision or 0), ids, lengths, max_tokens, most_changed)
 
     def keyword_tokens(self, words: Sequence[str]) -> dict[str, tuple[str, ...]]:
         """Each word's FTS5 tokens (see :func:`semsearch.fts.query_tokens`). The tokenizer never

@@ -313,7 +313,7 @@ def _same(updated: Postings, fresh: Postings) -> None:
     assert updated.revision == fresh.revision and updated.rows == fresh.rows
     assert updated.average_length == fresh.average_length
     assert np.array_equal(updated.ids, fresh.ids)
-    assert np.array_equal(updated._lengths, fresh._lengths)
+    assert np.array_equal(updated.lengths, fresh.lengths)
     assert updated._terms == fresh._terms
     for name in ("_term_ends", "_bounds", "_position", "_frequency", "_norm"):
         assert np.array_equal(getattr(updated, name), getattr(fresh, name)), name
@@ -344,7 +344,7 @@ def test_postings_brought_up_to_date_are_those_read_again(tmp_path, fake_embedde
                 gone = rng.sample(alive, rng.randint(1, 5))
                 engine.remove(*gone)
                 alive = [key for key in alive if key not in gone]
-            change = engine._store.keyword_postings_change(postings.ids, postings_module.MAX_TOKENS, 10**9)
+            change = engine._store.keyword_postings_change(postings.ids, postings.lengths, postings_module.MAX_TOKENS, 10**9)
             updated = postings.changed(change)
             _same(updated, _postings(engine))
             for _ in range(5):
@@ -354,7 +354,7 @@ def test_postings_brought_up_to_date_are_those_read_again(tmp_path, fake_embedde
                 assert updated.rank(tokens, 10, weights=(1.0, 1.0)) == sorted(reference, key=lambda p: (-p[1], p[0]))
             postings = updated
         engine.remove(*alive)  # every row gone
-        change = engine._store.keyword_postings_change(postings.ids, postings_module.MAX_TOKENS, 10**9)
+        change = engine._store.keyword_postings_change(postings.ids, postings.lengths, postings_module.MAX_TOKENS, 10**9)
         emptied = postings.changed(change)
         assert emptied.rows == 0 and emptied.rank(["kestrel"], 10, weights=(1.0, 1.0)) == []
 
@@ -389,3 +389,18 @@ def test_a_large_change_is_read_whole_and_a_server_follows_writes_cheaply(index,
     index.add_texts(texts, ids=[f"m{i}" for i in range(len(texts))])  # half as many rows again
     index.search("warm", limit=1, mode="keyword")
     assert held() is not None and whole == [1, 1]
+
+
+def test_rows_that_changed_under_their_ids_make_the_table_read_whole(tmp_path, fake_embedder):
+    """An index deleted and made again at its path reuses chunk ids for other text: a copy of the
+    old one's postings is not "brought up to date" with it."""
+    with semsearch.open(tmp_path / "old", embedder=fake_embedder) as old:
+        old.add_texts([f"kestrel {'owl ' * i}" for i in range(1, 31)], ids=[f"n{i}" for i in range(30)])
+        postings = _postings(old)
+    with semsearch.open(tmp_path / "new", embedder=fake_embedder) as new:
+        new.add_texts([f"heron {'river ' * (i + 2)}" for i in range(1, 31)], ids=[f"n{i}" for i in range(30)])
+        assert np.array_equal(_postings(new).ids, postings.ids)  # the same ids, other rows
+        with pytest.raises(ValueError, match="changed under their ids"):
+            new._store.keyword_postings_change(postings.ids, postings.lengths, postings_module.MAX_TOKENS, 10**9)
+        fresh = new._read_postings(postings)  # the engine reads the table whole instead
+        _same(fresh, _postings(new))
