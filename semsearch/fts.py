@@ -232,11 +232,18 @@ def read_postings_change(
         return None
     removed = np.empty(0, np.int64)
     if still != len(ids):
-        listed = connection.exec_driver_sql("SELECT group_concat(id) FROM chunk_fts_docsize WHERE id <= ?", (last,)).scalar()
-        remaining = np.unique(np.fromstring(listed or "", dtype=np.int64, sep=","))
-        if not np.all(np.isin(remaining, ids)):  # a row of an old id that the copy never held
-            raise ValueError("the keyword index holds rows the copy of its postings never saw")
-        removed = np.setdiff1d(ids, remaining)
+        # Every deleted chunk is recorded in `tombstones` until a merge of its segment: those the
+        # copy holds are the rows removed since, if they are all of them.
+        tombs = connection.exec_driver_sql("SELECT chunk_id FROM tombstones WHERE chunk_id <= ?", (last,)).all()
+        removed = _among(np.unique(np.asarray([row[0] for row in tombs], dtype=np.int64)), ids)
+        if len(removed) != len(ids) - still:
+            listed = connection.exec_driver_sql("SELECT group_concat(id) FROM chunk_fts_docsize WHERE id <= ?", (last,)).scalar()
+            remaining = np.unique(np.fromstring(listed or "", dtype=np.int64, sep=","))
+            if len(_among(remaining, ids)) != len(remaining):  # a row of an old id that the copy never held
+                raise ValueError("the keyword index holds rows the copy of its postings never saw")
+            held = np.zeros(len(ids), dtype=bool)
+            held[np.searchsorted(ids, remaining)] = True
+            removed = ids[~held]
     sample = np.unique(np.random.default_rng().choice(len(ids), min(len(ids), CHANGE_SAMPLE)))
     if len(sample):
         marks = ",".join("?" * len(sample))
@@ -258,6 +265,14 @@ def read_postings_change(
     raw = _read_instances(connection, "temp.scratch_terms", revision, added_ids, most)
     connection.exec_driver_sql("DELETE FROM temp.scratch_rows")
     return PostingsChange(revision, rows, total_tokens, removed, raw)
+
+
+def _among(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Those of ``values`` (ascending) that ``ids`` (ascending) holds."""
+    if not len(values) or not len(ids):
+        return values[:0]
+    at = np.searchsorted(ids, values).clip(0, len(ids) - 1)
+    return values[ids[at] == values]
 
 
 def _read_instances(connection: Connection, vocabulary: str, revision: int, row_ids: np.ndarray, most: int) -> RawPostings:

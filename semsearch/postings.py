@@ -38,6 +38,7 @@ from semsearch.fts import PostingsChange, RawPostings, TermStatistics
 SKIPPED_AT_LEAST = 20_000  # postings a shortcut must skip to be tried (scoring them takes ~0.2 ms)
 TRIES = 4  # shortcuts tried per query before every row is scored
 SPANS_KEPT = 100_000  # tokens whose place is remembered (a few MB)
+SLICE = 4_000_000  # entries filtered at a time when rows are removed
 CHANGED_SHARE = 0.25  # a copy is brought up to date if at most this share of its rows changed, else read again
 MAX_TOKENS = 40_000_000  # largest table kept: ~25 s to read, ~350 MB (SciFact: 1.3M tokens, 1 s; 1M chunks: 31M)
 
@@ -89,82 +90,83 @@ class Postings:
             raise ValueError("rows were added below the last row of the postings")
         if len(removed):
             alive_rows = ~np.isin(self.ids, removed)
-            place = np.cumsum(alive_rows) - 1
-            alive = alive_rows[self._position]
-            positions = place[self._position[alive]].astype(np.int32)
-            frequencies = self._frequency[alive]
-            alive_before = np.r_[0, np.cumsum(alive, dtype=np.int64)]
-            counts = alive_before[self._bounds[1:]] - alive_before[self._bounds[:-1]]
+            positions, frequencies, counts = self._without(alive_rows)
             ids, lengths = self.ids[alive_rows], self.lengths[alive_rows]
         else:
             positions, frequencies, counts = self._position, self._frequency, np.diff(self._bounds)
             ids, lengths = self.ids, self.lengths
-        kept_bounds = np.r_[0, np.cumsum(counts)]
-        # Where each token goes among the old and the new ones (both in bytes' order).
-        found, missing, inserted_at = [], [], []
-        for term in added.terms:
-            key = term.encode()
-            index, exact = self._locate(key)
-            found.append((index, exact))
-            if not exact:
-                missing.append(key)
-                inserted_at.append(index)
-        points = np.asarray(inserted_at, dtype=np.int64)
-        old_count = len(self._term_ends)
-        old_to_new = np.arange(old_count) + np.searchsorted(points, np.arange(old_count), side="right")
-        added_to_new, new_number = np.empty(len(added.terms), dtype=np.int64), 0
-        for j, (index, exact) in enumerate(found):
-            if exact:
-                added_to_new[j] = old_to_new[index]
-            else:
-                added_to_new[j] = index + new_number
-                new_number += 1
-        total_terms = old_count + len(missing)
-        term_lengths = np.empty(total_terms, dtype=np.int64)
-        term_lengths[old_to_new] = np.diff(np.r_[0, self._term_ends])
-        term_lengths[added_to_new[[not exact for _, exact in found]]] = [len(key) for key in missing]
-        pieces, start = [], 0
-        for key, point in zip(missing, inserted_at):
-            cut = int(self._term_ends[point - 1]) if point else 0
-            pieces += [self._terms[start:cut], key]
-            start = cut
-        pieces.append(self._terms[start:])
-        merged_counts = np.zeros(total_terms, dtype=np.int64)
-        merged_counts[old_to_new] = counts
-        merged_counts[added_to_new] += added.entries
-        bounds = np.r_[0, np.cumsum(merged_counts)]
-        new_positions = np.empty(int(bounds[-1]), dtype=np.int32)
-        new_frequencies = np.empty((int(bounds[-1]), self._frequency.shape[1]), dtype=self._frequency.dtype)
-        added_bounds = np.r_[0, np.cumsum(added.entries)]
-        added_positions = added.positions.astype(np.int32) + len(ids)
-
-        def copy_old(first: int, stop: int) -> None:  # old tokens [first, stop): one block, in order
-            if stop > first:
-                source, end, target = int(kept_bounds[first]), int(kept_bounds[stop]), int(bounds[old_to_new[first]])
-                new_positions[target : target + end - source] = positions[source:end]
-                new_frequencies[target : target + end - source] = frequencies[source:end]
-
-        copied = 0
-        for j in range(len(added.terms)):  # in order: the old tokens up to each, then its new entries
-            upto = int(np.searchsorted(old_to_new, added_to_new[j], side="right"))
-            copy_old(copied, upto)
-            copied = max(copied, upto)
-            token = int(added_to_new[j])
-            first, stop = int(added_bounds[j]), int(added_bounds[j + 1])
-            target = int(bounds[token + 1]) - (stop - first)  # after the token's old entries
-            new_positions[target : target + stop - first] = added_positions[first:stop]
-            new_frequencies[target : target + stop - first] = added.frequencies[first:stop]
-        copy_old(copied, old_count)
+        old_to_new, added_to_new, terms, term_ends = self._with_terms(added.terms)
+        bounds, new_positions, new_frequencies = _interleave(
+            len(term_ends), old_to_new, counts, positions, frequencies,
+            added_to_new, added.entries, added.positions.astype(np.int32) + len(ids), added.frequencies,
+        )
         ids = np.concatenate([ids, added.ids])
         lengths = np.concatenate([lengths, added.lengths])
         if len(ids) != change.rows or int(lengths.sum()) != change.total_tokens:
             raise ValueError("the changed postings do not add up to the table's row count and length")
         updated = Postings.__new__(Postings)
         updated._hold(
-            change.revision, change.rows, change.total_tokens, ids, lengths, b"".join(pieces),
-            np.cumsum(term_lengths), bounds, new_positions, new_frequencies,
+            change.revision, change.rows, change.total_tokens, ids, lengths, terms, term_ends, bounds,
+            new_positions, new_frequencies,
         )
         return updated
+
+    def _without(self, alive_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The entries of the rows still alive, their rows renumbered, and each token's count of
+        them; a slice at a time, so that the copy is the only large allocation."""
+        place = (np.cumsum(alive_rows, dtype=np.int64) - 1).astype(np.int32)
+        total = len(self._position)
+        before_bounds = np.zeros(len(self._bounds), dtype=np.int64)  # alive entries before each token's first
+        slices = []
+        kept = 0
+        for start in range(0, total, SLICE):
+            alive = alive_rows[self._position[start : start + SLICE]]
+            ahead = np.r_[0, np.cumsum(alive, dtype=np.int64)]
+            inside = np.flatnonzero((self._bounds >= start) & (self._bounds < start + len(alive)))
+            before_bounds[inside] = kept + ahead[self._bounds[inside] - start]
+            slices.append((start, kept))
+            kept += int(ahead[-1])
+        before_bounds[self._bounds >= total] = kept
+        positions = np.empty(kept, dtype=np.int32)
+        frequencies = np.empty((kept, self._frequency.shape[1]), dtype=self._frequency.dtype)
+        for start, first in slices:
+            part = self._position[start : start + SLICE]
+            alive = alive_rows[part]
+            positions[first : first + int(alive.sum())] = place[part[alive]]
+            frequencies[first : first + int(alive.sum())] = self._frequency[start : start + SLICE][alive]
+        return positions, frequencies, np.diff(before_bounds)
+
+    def _with_terms(self, added: Sequence[str]) -> tuple[np.ndarray, np.ndarray, bytes, np.ndarray]:
+        """The tokens with ``added`` (in FTS5's order) among them: where each old and each added
+        token goes, and the merged tokens' string and ends."""
+        found, missing, inserted_at = [], [], []
+        for term in added:
+            key = term.encode()
+            index, exact = self._locate(key)
+            found.append((index, exact))
+            if not exact:
+                missing.append(key)
+                inserted_at.append(index)
+        old_count = len(self._term_ends)
+        points = np.asarray(inserted_at, dtype=np.int64)
+        old_to_new = np.arange(old_count) + np.searchsorted(points, np.arange(old_count), side="right")
+        added_to_new, inserted = np.empty(len(added), dtype=np.int64), 0
+        for j, (index, exact) in enumerate(found):
+            if exact:
+                added_to_new[j] = old_to_new[index]
+            else:
+                added_to_new[j] = index + inserted
+                inserted += 1
+        lengths = np.empty(old_count + len(missing), dtype=np.int64)
+        lengths[old_to_new] = np.diff(np.r_[0, self._term_ends])
+        lengths[added_to_new[[not exact for _, exact in found]]] = [len(key) for key in missing]
+        pieces, start = [], 0
+        for key, point in zip(missing, inserted_at):
+            cut = int(self._term_ends[point - 1]) if point else 0
+            pieces += [self._terms[start:cut], key]
+            start = cut
+        pieces.append(self._terms[start:])
+        return old_to_new, added_to_new, b"".join(pieces), np.cumsum(lengths)
 
     def statistics(self, words: Sequence[str], tokens: Mapping[str, tuple[str, ...]]) -> TermStatistics:
         """What :func:`semsearch.fts.statistics` reads about these words (each with its ``tokens``,
@@ -328,3 +330,38 @@ def _union(sorted_places: np.ndarray, more: np.ndarray) -> np.ndarray:
         return more.astype(np.int64)
     joined = np.sort(np.concatenate([sorted_places, more]))
     return joined[np.r_[True, joined[1:] != joined[:-1]]]
+
+
+def _interleave(
+    tokens: int, old_to_new: np.ndarray, counts: np.ndarray, positions: np.ndarray, frequencies: np.ndarray,
+    added_to_new: np.ndarray, added_counts: np.ndarray, added_positions: np.ndarray, added_frequencies: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two sets of postings as one of ``tokens`` tokens: each token's old entries, then its added
+    ones (whose rows sort last). Token i of each set goes to place ``old_to_new[i]`` /
+    ``added_to_new[i]`` (both ascending); the old tokens between two added ones move as one block."""
+    merged = np.zeros(tokens, dtype=np.int64)
+    merged[old_to_new] = counts
+    merged[added_to_new] += added_counts
+    bounds = np.r_[0, np.cumsum(merged)]
+    new_positions = np.empty(int(bounds[-1]), dtype=np.int32)
+    new_frequencies = np.empty((int(bounds[-1]), frequencies.shape[1]), dtype=frequencies.dtype)
+    old_bounds = np.r_[0, np.cumsum(counts)]
+    added_bounds = np.r_[0, np.cumsum(added_counts)]
+
+    def copy_old(first: int, stop: int) -> None:  # old tokens [first, stop): one block, in order
+        if stop > first:
+            source, end, target = int(old_bounds[first]), int(old_bounds[stop]), int(bounds[old_to_new[first]])
+            new_positions[target : target + end - source] = positions[source:end]
+            new_frequencies[target : target + end - source] = frequencies[source:end]
+
+    copied = 0
+    for j, token in enumerate(added_to_new.tolist()):  # in order: the old tokens up to each, then its entries
+        upto = int(np.searchsorted(old_to_new, token, side="right"))
+        copy_old(copied, upto)
+        copied = max(copied, upto)
+        first, stop = int(added_bounds[j]), int(added_bounds[j + 1])
+        target = int(bounds[token + 1]) - (stop - first)  # after the token's old entries
+        new_positions[target : target + stop - first] = added_positions[first:stop]
+        new_frequencies[target : target + stop - first] = added_frequencies[first:stop]
+    copy_old(copied, len(old_to_new))
+    return bounds, new_positions, new_frequencies
