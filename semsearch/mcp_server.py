@@ -155,9 +155,12 @@ def build(engine: Engine):
 def run(engine: Engine) -> None:
     """Serve ``engine`` over stdio until the client closes the connection."""
     import contextlib
+    import threading
 
     from semsearch.errors import EmptyIndexError
 
     with contextlib.suppress(EmptyIndexError):
         engine.search("warm up", limit=1, mode="semantic")  # load the query model before the first call
+    # An assistant's session searches again and again: its copies in memory are read now, beside it.
+    threading.Thread(target=engine.preload, daemon=True, name="semsearch-preload").start()
     build(engine).run("stdio")
