@@ -63,6 +63,16 @@ def part(word_idf: float, frequency: float, length: int, average_length: float) 
     return word_idf * ((frequency * (K1 + 1.0)) / (frequency + norm))
 
 
+def frequency(weights: Sequence[float], counts: Sequence[int]) -> float:
+    """A word's column-weighted count in a row, as FTS5 sums it: each column's weight added once
+    per occurrence, column by column (``count * weight`` can differ in the last bit: 3 * 0.1)."""
+    total = 0.0
+    for weight, count in zip(weights, counts):
+        for _ in range(int(count)):
+            total += weight
+    return total
+
+
 def weightless(words: Sequence[str], stats: TermStatistics) -> set[str]:
     """The words found in at least half the rows: BM25 gives them no weight (IDF clamped to
     1e-6), so they cannot change a ranking, yet matching one means scoring most of the index."""
@@ -139,8 +149,7 @@ def score_rows(
         for token in word_tokens:
             counts = row.counts.get(token)
             if counts:
-                frequency = sum(weight * count for weight, count in zip(weights, counts))
-                score += part(idfs[token], frequency, row.length, stats.average_length)
+                score += part(idfs[token], frequency(weights, counts), row.length, stats.average_length)
         if score > 0.0:
             scored.append((row_id, score))
     scored.sort(key=lambda pair: (-pair[1], pair[0]))

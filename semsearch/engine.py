@@ -476,10 +476,11 @@ class Engine:
         for the current revision: the keyword postings, and a small index's vectors (design.md,
         "Copies in memory"). Searches read them on their own from the second one at a revision;
         a server calls this as it starts, so that its first searches need not wait for that.
-        Nothing is read for an empty index, or one whose copies are too large."""
+        Nothing is read for an empty index, or one whose copies are too large; it never raises:
+        a copy that cannot be read is left out, and searches go the usual way."""
         try:
             self._ready_to_search()
-        except EmptyIndexError:
+        except Exception:  # noqa: BLE001 - an optimisation (an empty index, or one being replaced)
             return
         vectors = self.vectors()
         vectors.preload()

@@ -39,8 +39,8 @@ SKIPPED_AT_LEAST = 20_000  # postings a shortcut must skip to be tried (scoring 
 TRIES = 4  # shortcuts tried per query before every row is scored
 SPANS_KEPT = 100_000  # tokens whose place is remembered (a few MB)
 SLICE = 4_000_000  # entries filtered at a time when rows are removed
-CHANGED_SHARE = 0.25  # a copy is brought up to date if at most this share of its rows changed, else read again
-MAX_TOKENS = 40_000_000  # largest table kept: ~25 s to read, ~350 MB (SciFact: 1.3M tokens, 1 s; 1M chunks: 31M)
+CHANGED_SHARE = 0.1  # a copy is brought up to date if at most this share of its rows changed, else read again
+MAX_TOKENS = 40_000_000  # largest table kept: ~25 s to read, ~300 MB (SciFact: 1.3M tokens, 1 s; 1M chunks: 31M)
 
 Ranked = list[tuple[int, float]]
 Span = tuple[int, int]  # a token's entries: [start, end) in the entry arrays
@@ -88,6 +88,15 @@ class Postings:
         removed, added = change.removed, change.added
         if len(added.ids) and len(self.ids) and added.ids[0] <= self.ids[-1]:
             raise ValueError("rows were added below the last row of the postings")
+        if not len(removed) and not len(added.ids):  # a write that changed no text: the same arrays
+            if change.rows != self.rows or change.total_tokens != int(self.lengths.sum()):
+                raise ValueError("the keyword index changed though no row did")
+            unchanged = Postings.__new__(Postings)
+            unchanged._hold(
+                change.revision, self.rows, change.total_tokens, self.ids, self.lengths, self._terms,
+                self._term_ends, self._bounds, self._position, self._frequency,
+            )
+            return unchanged
         if len(removed):
             alive_rows = ~np.isin(self.ids, removed)
             positions, frequencies, counts = self._without(alive_rows)
@@ -100,6 +109,7 @@ class Postings:
             len(term_ends), old_to_new, counts, positions, frequencies,
             added_to_new, added.entries, added.positions.astype(np.int32) + len(ids), added.frequencies,
         )
+        terms, term_ends, bounds = _without_empty(terms, term_ends, bounds)  # tokens whose rows all went
         ids = np.concatenate([ids, added.ids])
         lengths = np.concatenate([lengths, added.lengths])
         if len(ids) != change.rows or int(lengths.sum()) != change.total_tokens:
@@ -279,10 +289,7 @@ class Postings:
 
     def _part(self, start: int, end: int, entries: np.ndarray | slice, places: np.ndarray, weight: np.ndarray) -> np.ndarray:
         """One token's part of the score of the rows at ``places``, from its ``entries`` there."""
-        counts = self._frequency[start:end][entries]
-        frequency = counts[:, 0] * weight[0]  # (elementwise: a matrix product would start BLAS threads)
-        for column in range(1, counts.shape[1]):
-            frequency += counts[:, column] * weight[column]
+        frequency = _weighted(self._frequency[start:end][entries], weight)
         return idf(self.rows, end - start) * ((frequency * (K1 + 1.0)) / (frequency + self._norm[places]))
 
     def _scores_all(self, spans: list[Span], weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -365,3 +372,34 @@ def _interleave(
         new_frequencies[target : target + stop - first] = added_frequencies[first:stop]
     copy_old(copied, len(old_to_new))
     return bounds, new_positions, new_frequencies
+
+
+def _weighted(counts: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Each entry's column-weighted count, as FTS5 sums it (:func:`semsearch.bm25.frequency`):
+    ``count * weight`` where that is the same number (weights that are whole or halves,
+    quarters...), else the weight added once per occurrence."""
+    frequency = np.zeros(len(counts), dtype=np.float64)
+    exact = all((float(value) * 1024).is_integer() for value in weight)  # then every product and sum is exact
+    for column in range(counts.shape[1]):  # (elementwise: a matrix product would start BLAS threads)
+        count, value = counts[:, column], float(weight[column])
+        if exact:
+            frequency += count * value
+        else:
+            for times in range(1, int(count.max(initial=0)) + 1):
+                frequency += np.where(count >= times, value, 0.0)
+    return frequency
+
+
+def _without_empty(terms: bytes, term_ends: np.ndarray, bounds: np.ndarray) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """The tokens that still have entries (as a read of the table lists them)."""
+    empty = np.flatnonzero(bounds[1:] == bounds[:-1])
+    if not len(empty):
+        return terms, term_ends, bounds
+    starts = np.r_[0, term_ends[:-1]]
+    keep_bytes = np.ones(len(terms), dtype=bool)
+    for token in empty.tolist():
+        keep_bytes[int(starts[token]) : int(term_ends[token])] = False
+    kept = np.ones(len(term_ends), dtype=bool)
+    kept[empty] = False
+    lengths = (term_ends - starts)[kept]
+    return np.frombuffer(terms, dtype=np.uint8)[keep_bytes].tobytes(), np.cumsum(lengths), np.r_[0, np.cumsum(np.diff(bounds)[kept])]

@@ -3,8 +3,8 @@
 One hybrid search reads the same stored vectors up to three times: the vector search rescores its
 candidates with them, its feedback moves the query towards the first of those candidates, and
 the keyword-only hits need their cosines. At a million chunks each read of a hundred vectors
-from SQLite costs about a millisecond. :class:`RecentVectors` keeps the last
-:data:`KEPT` vectors read, for one revision at a time (a chunk's vector never changes, but a
+from SQLite costs about a millisecond. :class:`RecentVectors` keeps up to :data:`KEPT` of the
+vectors read (all forgotten at once when full), for one revision at a time (a chunk's vector never changes, but a
 chunk deleted at a later revision must not be found), so the second and third reads are
 dictionary lookups.
 
@@ -24,10 +24,13 @@ Read = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class RecentVectors:
-    """Stored vectors by chunk id, read through ``read`` (``ids -> (ids found, vectors)``)."""
+    """Stored vectors by chunk id, read through ``read`` (``ids -> (ids found, vectors)``); only
+    vectors of ``dimension`` values are kept and returned (a damaged one is left out, as
+    :meth:`semsearch.store.Store.vectors_of` leaves it out of a larger read)."""
 
-    def __init__(self, read: Read) -> None:
+    def __init__(self, read: Read, dimension: int) -> None:
         self._read = read
+        self._dimension = dimension
         self._lock = threading.Lock()  # a server's threads share it
         self._revision: int | None = None
         self._kept: dict[int, np.ndarray] = {}
@@ -43,7 +46,7 @@ class RecentVectors:
         missing = [i for i in wanted if i not in found]
         if missing:
             read_ids, vectors = self._read(np.asarray(missing, dtype=np.int64))
-            fresh = dict(zip(read_ids.tolist(), vectors))
+            fresh = dict(zip(read_ids.tolist(), vectors)) if vectors.ndim == 2 and vectors.shape[1] == self._dimension else {}
             found.update(fresh)
             with self._lock:
                 if self._revision == revision:
@@ -52,5 +55,5 @@ class RecentVectors:
                     self._kept.update(fresh)
         present = [i for i in wanted if i in found]
         if not present:
-            return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+            return np.empty(0, np.int64), np.empty((0, self._dimension), np.float32)
         return np.asarray(present, dtype=np.int64), np.stack([found[i] for i in present])

@@ -59,7 +59,8 @@ MAX_LIMIT = 100
 MAX_FILTER_CHARS = 1_000  # a path glob, a type, a KEY=VALUE
 MAX_FILTERS = 20  # --type / --meta values in one request
 MAX_BODY_BYTES = 64 * 1024
-SEARCHES_AT_ONCE = os.cpu_count() or 1  # engine calls running at the same time; the others queue
+# Engine calls running at the same time (the others queue): one per core this process may use.
+SEARCHES_AT_ONCE = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 WEB = Path(__file__).resolve().parent / "web"
 COOKIE = "semsearch_token"
 
@@ -98,6 +99,8 @@ def create_app(engine: Engine, *, token: str | None = None, at_once: int | None 
     request at a time); the default, one per core, measured best (docs/benchmarks.md: more
     searches at once than cores only fight over them and over the GIL).
     """
+    if at_once is not None and at_once < 1:
+        raise ValueError("at_once must be at least 1, or None for no bound")
     access = threading.BoundedSemaphore(at_once) if at_once else contextlib.nullcontext()
     reindex = _Reindex(engine)
     app = FastAPI(

@@ -92,7 +92,7 @@ class VectorStore:
         self._refreshing = threading.Lock()  # a server's threads share one store
         self._filter_vectors = FilterVectors(store.vectors_of)  # narrow filters' vectors, by revision
         self._memory: Resident[MemoryVectors] = Resident(self._read_memory, name="semsearch-vectors")
-        self._recent = RecentVectors(store.vectors_of)  # else, the vectors searches read lately
+        self._recent = RecentVectors(store.vectors_of, dimension)  # else, the vectors searches read lately
 
     # -- reading ------------------------------------------------------------------------------
 

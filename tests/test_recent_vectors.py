@@ -30,7 +30,7 @@ class _Table:
 
 def test_vectors_read_once_are_kept_for_the_revision_and_in_the_order_asked():
     table = _Table(50)
-    recent = RecentVectors(table)
+    recent = RecentVectors(table, 4)
     ids, vectors = recent.get([7, 3, 99, 7], revision=1)  # 99 does not exist; 7 asked twice
     assert ids.tolist() == [7, 3] and vectors[:, 0].tolist() == [7.0, 3.0]
     assert sorted(table.read) == [3, 7, 99]
@@ -42,17 +42,34 @@ def test_vectors_read_once_are_kept_for_the_revision_and_in_the_order_asked():
 
 def test_a_new_revision_forgets_them_so_a_deleted_chunk_is_not_found():
     table = _Table(10)
-    recent = RecentVectors(table)
+    recent = RecentVectors(table, 4)
     assert recent.get([4, 5], revision=1)[0].tolist() == [4, 5]
     table.live.discard(4)  # deleted by a write: the revision goes up
     assert recent.get([4, 5], revision=2)[0].tolist() == [5]
     assert recent.get([], revision=2)[0].tolist() == []
 
 
+def test_a_damaged_vector_read_alone_is_left_out():
+    """Store.vectors_of keeps a batch's most common size: a damaged vector read on its own comes
+    back alone, of another size; it must not break the next read that joins kept vectors."""
+
+    def read(ids):
+        found = np.asarray(sorted(ids.tolist()), dtype=np.int64)
+        if found.tolist() == [13]:
+            return found, np.zeros((1, 3), dtype=np.float32)  # damaged: 3 values, not 4
+        found = found[found != 13]
+        return found, np.ones((len(found), 4), dtype=np.float32)
+
+    recent = RecentVectors(read, 4)
+    assert recent.get([13], revision=1)[0].tolist() == []
+    ids, vectors = recent.get([12, 13, 14], revision=1)
+    assert ids.tolist() == [12, 14] and vectors.shape == (2, 4)
+
+
 def test_the_memory_is_bounded(monkeypatch):
     monkeypatch.setattr(recent_module, "KEPT", 8)
     table = _Table(100)
-    recent = RecentVectors(table)
+    recent = RecentVectors(table, 4)
     for start in range(1, 100, 5):
         recent.get(list(range(start, start + 5)), revision=1)
         assert len(recent._kept) <= 8
@@ -63,7 +80,7 @@ def test_the_memory_is_bounded(monkeypatch):
 def test_threads_sharing_it_get_what_they_asked(monkeypatch):
     monkeypatch.setattr(recent_module, "KEPT", 64)
     table = _Table(1000)
-    recent = RecentVectors(table)
+    recent = RecentVectors(table, 4)
     errors = []
 
     def work(seed):
