@@ -378,15 +378,16 @@ def _weighted(counts: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Each entry's column-weighted count, as FTS5 sums it (:func:`semsearch.bm25.frequency`):
     ``count * weight`` where that is the same number (weights that are whole or halves,
     quarters...), else the weight added once per occurrence."""
+    if all((float(value) * 1024).is_integer() for value in weight):  # then every product and sum is exact
+        frequency = counts[:, 0] * weight[0]  # (elementwise: a matrix product would start BLAS threads)
+        for column in range(1, counts.shape[1]):
+            frequency += counts[:, column] * weight[column]
+        return frequency
     frequency = np.zeros(len(counts), dtype=np.float64)
-    exact = all((float(value) * 1024).is_integer() for value in weight)  # then every product and sum is exact
-    for column in range(counts.shape[1]):  # (elementwise: a matrix product would start BLAS threads)
+    for column in range(counts.shape[1]):
         count, value = counts[:, column], float(weight[column])
-        if exact:
-            frequency += count * value
-        else:
-            for times in range(1, int(count.max(initial=0)) + 1):
-                frequency += np.where(count >= times, value, 0.0)
+        for times in range(1, int(count.max(initial=0)) + 1):
+            frequency += np.where(count >= times, value, 0.0)
     return frequency
 
 
