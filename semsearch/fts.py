@@ -245,21 +245,12 @@ def read_postings_change(
             held[np.searchsorted(ids, remaining)] = True
             removed = ids[~held]
     sample = np.unique(np.random.default_rng().choice(len(ids), min(len(ids), CHANGE_SAMPLE)))
-    if len(sample):
-        marks = ",".join("?" * len(sample))
-        found = dict(connection.exec_driver_sql(
-            f"SELECT id, sz FROM chunk_fts_docsize WHERE id IN ({marks})", tuple(int(i) for i in ids[sample])
-        ).all())
-        for at in sample.tolist():
-            sizes = found.get(int(ids[at]))
-            if sizes is not None and sum(_varints(sizes)) != int(lengths[at]):
-                raise ValueError("rows of the keyword index changed under their ids")
+    now = _row_lengths(connection, ids[sample].tolist())
+    if any(now.get(int(ids[at]), int(lengths[at])) != int(lengths[at]) for at in sample.tolist()):
+        raise ValueError("rows of the keyword index changed under their ids")
     connection.exec_driver_sql("DELETE FROM temp.scratch_rows")
     added = connection.exec_driver_sql(f"SELECT id, {', '.join(COLUMNS)} FROM {SOURCE} WHERE id > ? ORDER BY id", (last,)).all()
-    if added:
-        connection.exec_driver_sql(
-            f"INSERT INTO temp.scratch_rows(rowid, {', '.join(COLUMNS)}) VALUES (?, ?, ?)", [tuple(row) for row in added]
-        )
+    _into_scratch(connection, added)
     added_ids = np.asarray([row[0] for row in added], dtype=np.int64)
     most = sum(len(str(value or "")) for row in added for value in row[1:]) + 1  # tokens are never more than characters
     raw = _read_instances(connection, "temp.scratch_terms", revision, added_ids, most)
@@ -366,22 +357,14 @@ def row_tokens(connection: Connection, ids: Sequence[int], tokens: Sequence[str]
     wanted = list(dict.fromkeys(int(i) for i in ids))
     if not wanted:
         return {}
-    lengths: dict[int, int] = {}
+    lengths = _row_lengths(connection, wanted)
     connection.exec_driver_sql("DELETE FROM temp.scratch_rows")
     for offset in range(0, len(wanted), 900):
         part = wanted[offset : offset + 900]
-        marks = ",".join("?" * len(part))
-        for row_id, sizes in connection.exec_driver_sql(
-            f"SELECT id, sz FROM chunk_fts_docsize WHERE id IN ({marks})", tuple(part)
-        ).all():
-            lengths[int(row_id)] = sum(_varints(sizes))
         texts = connection.exec_driver_sql(
-            f"SELECT id, {', '.join(COLUMNS)} FROM {SOURCE} WHERE id IN ({marks})", tuple(part)
+            f"SELECT id, {', '.join(COLUMNS)} FROM {SOURCE} WHERE id IN ({','.join('?' * len(part))})", tuple(part)
         ).all()
-        if texts:  # (inserting fetched rows measured 1.5x faster than INSERT ... SELECT)
-            connection.exec_driver_sql(
-                f"INSERT INTO temp.scratch_rows(rowid, {', '.join(COLUMNS)}) VALUES (?, ?, ?)", [tuple(row) for row in texts]
-            )
+        _into_scratch(connection, texts)
     counts: dict[int, dict[str, list[int]]] = {row_id: {} for row_id in lengths}
     wanted_tokens = list(dict.fromkeys(tokens))
     for row_id, token, name, count in connection.exec_driver_sql(
@@ -398,6 +381,29 @@ def row_tokens(connection: Connection, ids: Sequence[int], tokens: Sequence[str]
         row_id: RowTokens(lengths[row_id], {token: tuple(c) for token, c in counts[row_id].items()})
         for row_id in lengths
     }
+
+
+def _row_lengths(connection: Connection, ids: Sequence[int]) -> dict[int, int]:
+    """The length in tokens (all columns) of each of ``ids`` still in the table."""
+    lengths: dict[int, int] = {}
+    for offset in range(0, len(ids), 900):
+        part = [int(i) for i in ids[offset : offset + 900]]
+        for row_id, sizes in connection.exec_driver_sql(
+            f"SELECT id, sz FROM chunk_fts_docsize WHERE id IN ({','.join('?' * len(part))})", tuple(part)
+        ).all():
+            lengths[int(row_id)] = sum(_varints(sizes))
+    return lengths
+
+
+def _into_scratch(connection: Connection, rows: Sequence[Sequence]) -> None:
+    """Rows of ``(id, *COLUMNS)`` (as read from the table's source) into the scratch table, which
+    tokenises them exactly as the table does. (Inserting fetched rows measured 1.5x faster than
+    INSERT ... SELECT.)"""
+    if rows:
+        marks = ", ".join("?" * (1 + len(COLUMNS)))
+        connection.exec_driver_sql(
+            f"INSERT INTO temp.scratch_rows(rowid, {', '.join(COLUMNS)}) VALUES ({marks})", [tuple(row) for row in rows]
+        )
 
 
 _interrupted = threading.Event()  # a Ctrl-C arrived while SQLite was running keyword_text()
