@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/index_speed.py --baseline /tmp/sem-i8-base --chroma-python /tmp/chroma-venv/bin/python
     .venv/bin/python benchmarks/index_speed.py --only rust-book --runs 2 --baseline /tmp/sem-i8-base
     .venv/bin/python benchmarks/index_speed.py --tuning      # the pipeline and thread settings, on part of SciFact
+    .venv/bin/python benchmarks/index_speed.py --only scifact --docs 1200 --precision fp32 --no-score --runs 3 --baseline /tmp/sem-head
 
 Every measurement is a fresh process that imports everything, loads the model and builds a new
 index, timed from the moment it is started to the moment the index is complete, as a user waits
@@ -141,6 +142,7 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="also time a first int8 index with an empty cache")
     parser.add_argument("--tuning", action="store_true", help="time pipeline and thread settings instead")
     parser.add_argument("--tuning-docs", type=int, default=1200, help="SciFact documents per tuning run")
+    parser.add_argument("--docs", type=int, help="index only the first N SciFact documents (semsearch only)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="semsearch-speed-"))
@@ -173,6 +175,8 @@ def main() -> None:
                     data = SCIFACT if workload == "scifact" else RUST_BOOK
                     child_args = {"index": str(index), "data": str(data), "score": not args.no_score and run == 0,
                                   "kind": "dataset" if workload == "scifact" else "folder", **extra}
+                    if args.docs and workload == "scifact":
+                        child_args["limit"] = args.docs
                     loads.append(os.getloadavg()[0])
                     phases = run_child(python, script, child_args, environment, work)
                     rows.setdefault((workload, label), []).append(phases)

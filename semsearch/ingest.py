@@ -43,10 +43,14 @@ INGEST_VERSION = 3
 # documents are not processed again (plain text and code have no headings, so 3 changed nothing).
 UNCHANGED_SINCE = {"text": 2, "code": 2}
 WAVE_CHUNKS = 256  # chunks pooled before embedding: enough to sort well; a Ctrl-C loses at most one wave
-# Texts handed to the embedder at a time: it cuts them into its own batches (16 for fp32, measured
-# 5-20% faster than 32 on long chunks here; 1 for int8) and runs one batch per core at once, so this
-# is two fp32 batches. Between calls a Ctrl-C is noticed and progress reported.
+# Texts handed to the embedder at a time, at least: it cuts them into its own batches (16 for fp32,
+# measured 5-20% faster than 32 on long chunks here; 1 for int8). Between calls a Ctrl-C is noticed
+# and progress reported. An embedder that runs several batches at once (one per core) says how many
+# texts that is (``texts_at_once``); a call then holds CALL_ROUNDS times that, so every core has
+# work and the longest batches, started first, are evened out by the shorter ones. A wave holds at
+# least one call. (With a fixed 32, a 16-core machine ran two batches at once: docs/benchmarks.md.)
 EMBED_CALL = 32
+CALL_ROUNDS = 2
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_CONTEXT_CHARS = 200  # of the title, and again of the headings, in a chunk's context
 PROGRESS_SECONDS = 0.25  # how often a waiting run reports progress
@@ -331,15 +335,18 @@ class Indexer:
         tracker.report(final=True)
 
     def _waves(self, documents: Iterable[PendingDocument]) -> Iterator[list[tuple[PendingDocument, list[_Prepared]]]]:
-        """Documents with their chunks, in groups of about :data:`WAVE_CHUNKS` chunks."""
+        """Documents with their chunks, in groups of about :data:`WAVE_CHUNKS` chunks, or of one
+        embedder call's if that is more."""
         wave: list[tuple[PendingDocument, list[_Prepared]]] = []
         wave_chunks = 0
+        enough = 0  # known once a document is prepared (it loads the model; a run with nothing to do never does)
         for document in documents:
             stopping.check()
             prepared = self._prepare(document)
+            enough = enough or max(WAVE_CHUNKS, CALL_ROUNDS * self._at_once())
             wave.append((document, prepared))
             wave_chunks += len(prepared)
-            if wave_chunks >= WAVE_CHUNKS:
+            if wave_chunks >= enough:
                 yield wave
                 wave, wave_chunks = [], 0
         if wave:
@@ -372,6 +379,16 @@ class Indexer:
             prepared.append(_Prepared(draft=draft, context=context, text=embed_text, key=embed_hash(embed_text)))
         return prepared
 
+    def _at_once(self) -> int:
+        """Texts the embedder runs at once (``texts_at_once``; 0 when it does not say)."""
+        at_once = getattr(self.embedder, "texts_at_once", 0)
+        return at_once if isinstance(at_once, int) and at_once > 0 else 0
+
+    def _call_size(self) -> int:
+        """Texts per embedder call: :data:`EMBED_CALL`, or :data:`CALL_ROUNDS` rounds of what the
+        embedder runs at once, whichever is more."""
+        return max(EMBED_CALL, CALL_ROUNDS * self._at_once())
+
     def _plan(
         self, number: int, documents: list[tuple[PendingDocument, list[_Prepared]]], earlier: _Wave | None
     ) -> _Wave:
@@ -403,10 +420,11 @@ class Indexer:
         """The wave's new vectors, in the order of ``wave.todo`` (runs on the model's thread)."""
         tracker.embedding(wave)
         parts = []
-        for offset in range(0, len(wave.todo), EMBED_CALL):
+        call = self._call_size()
+        for offset in range(0, len(wave.todo), call):
             if stop.is_set():
                 raise _Abandoned
-            batch = wave.todo[offset : offset + EMBED_CALL]
+            batch = wave.todo[offset : offset + call]
             parts.append(self.embedder.embed([item.text for item in batch]))
             tracker.embedded(len(batch))
         return np.concatenate(parts)

@@ -120,6 +120,7 @@ class OnnxEmbedder:
         self.precision = precision
         self.batch_size = max(1, batch_size)
         self.workers = max(1, workers)
+        self.texts_at_once = self.batch_size * self.workers  # what one call can keep busy
         # Tokens of text that fit next to the special tokens, as SentenceTransformerEmbedder counts them.
         special = len(tokenizer.encode("").ids)
         self.max_tokens: int = self._max_length - special
@@ -160,9 +161,10 @@ class OnnxEmbedder:
             vectors[rows] = self._embed_batch([encodings[i] for i in rows])
 
         if self.workers > 1 and len(batches) > 1:
-            # onnxruntime releases the GIL while it runs, so these threads use a core each.
+            # onnxruntime releases the GIL while it runs, so these threads use a core each. The
+            # longest batches go first: the short ones left then fill the cores as they free up.
             with ThreadPoolExecutor(self.workers) as executor:
-                list(executor.map(run, batches))
+                list(executor.map(run, reversed(batches)))
         else:
             for rows in batches:
                 run(rows)

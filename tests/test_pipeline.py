@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import semsearch
+import semsearch.engine
 import semsearch.ingest
 from semsearch.cli import cli
 from semsearch.display import duration, progress_line
@@ -147,3 +148,50 @@ def test_the_cli_shows_progress_only_when_asked_or_on_a_terminal(tmp_path, docs,
     quiet = runner.invoke(cli, ["--index", str(tmp_path / "b"), "index", str(docs)])
     assert quiet.exit_code == 0 and "Indexing" not in quiet.stderr  # CliRunner's stderr is no terminal
 
+
+
+class ManyAtOnceEmbedder(TimedEmbedder):
+    """Says it runs ``at_once`` texts at once (as an ONNX embedder with one batch per core does)."""
+
+    def __init__(self, inner, at_once: int) -> None:
+        super().__init__(inner, seconds=0)
+        self.texts_at_once = at_once
+        self.sizes: list[int] = []
+
+    def embed(self, texts):
+        self.sizes.append(len(texts))
+        return super().embed(texts)
+
+
+@pytest.mark.parametrize("at_once", [4, 16 * 16])
+def test_each_call_gives_an_embedder_enough_texts_to_keep_every_core_busy(tmp_path, fake_embedder, at_once):
+    # A 16-core machine runs 16 batches of 16 at once; with calls of 32 texts it ran two (issue 8).
+    embedder = ManyAtOnceEmbedder(fake_embedder, at_once)
+    texts = [f"Note number {i} on its own subject {i * 7919}." for i in range(1200)]
+    with semsearch.open(tmp_path / "idx", embedder=embedder) as engine:
+        summary = engine.add_texts(texts, ids=[f"t{i}" for i in range(len(texts))])
+    assert summary.chunks_embedded == len(texts) == sum(embedder.sizes)
+    call = max(semsearch.ingest.EMBED_CALL, semsearch.ingest.CALL_ROUNDS * at_once)
+    assert max(embedder.sizes) == call
+    assert sum(size < call for size in embedder.sizes) <= 1  # only the last call of the run is short
+
+
+def test_nothing_to_do_never_loads_the_model(tmp_path, fake_embedder, monkeypatch):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Some words to index.")
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.index(folder)
+    loads = []
+
+    def load(self, precision, device):
+        loads.append(device)
+        return fake_embedder
+
+    monkeypatch.setattr(semsearch.engine.Engine, "_load_embedder", load)
+    with semsearch.open(tmp_path / "idx") as engine:
+        assert engine.index(folder).unchanged == 1
+        assert loads == []
+        (folder / "b.txt").write_text("Other words.")
+        assert engine.index(folder).new == 1
+    assert len(loads) == 1  # the check can fail: a changed file does load it
