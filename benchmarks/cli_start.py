@@ -11,6 +11,11 @@ and with the server a search keeps warm by itself.
    own process, which then starts a server in the background), waits for that server, then
    alternates searches (sent to it) with ``--local`` ones, and stops it.
 
+With ``--baseline-src CHECKOUT`` it instead times ``search --local`` of this version and of that
+checkout (``git worktree add``), alternating, and checks that both print the same:
+
+    .venv/bin/python benchmarks/cli_start.py --index INDEX --baseline-src /tmp/sem-head --runs 9
+
 Prints each wall time and the medians. ``benchmarks/scale.py`` measures the first two figures at
 each size; this script measures them alone, e.g. with every other process on the machine paused.
 """
@@ -88,6 +93,37 @@ def with_keep_warm(args, search: list[str]) -> tuple[float, list[float], list[fl
         os.kill(announced.pid, signal.SIGINT)
 
 
+def against_baseline(args, search: list[str]) -> None:
+    """``search --local`` by this version and by ``args.baseline_src``, alternating."""
+    links = Path(args.work) / "pythonpath" / "semsearch"
+    if links.parent.exists():
+        for entry in links.parent.rglob("*"):
+            if entry.is_symlink():
+                entry.unlink()
+    links.mkdir(parents=True, exist_ok=True)
+    source = args.baseline_src.resolve()
+    for entry in (source / "semsearch").iterdir():
+        if entry.name != "__pycache__":
+            (links / entry.name).symlink_to(entry)
+    (links / "migrations").symlink_to(source / "migrations")
+    env = {**os.environ, "SEMSEARCH_KEEP_WARM": "0"}
+    base_env = {**env, "PYTHONPATH": str(links.parent), "PYTHONSAFEPATH": "1"}
+    command = [sys.executable, "-m", "semsearch", *search[1:], "--local"]
+    timed(command, env)
+    timed(command, base_env)
+    current, baseline = [], []
+    for _ in range(args.runs):
+        wall, printed = timed(command, env)
+        current.append(wall)
+        wall, printed_before = timed(command, base_env)
+        baseline.append(wall)
+        if printed != printed_before:
+            raise SystemExit("the two versions printed different results")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(line("this version, --local:", current))
+    print(line(f"{source.name}, --local:", baseline))
+
+
 def line(label: str, walls: list[float]) -> str:
     return f"{label:28s} {' '.join(f'{x:.3f}' for x in walls)} s; median {statistics.median(walls):.3f} s"
 
@@ -97,9 +133,14 @@ def main() -> None:
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--query", default="how do I configure logging")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--baseline-src", type=Path, help="compare --local searches with this checkout instead")
+    parser.add_argument("--work", default="/tmp/semsearch-cli-start", help="where the baseline's import links go")
     args = parser.parse_args()
     search = [str(BIN / "semsearch"), "--index", str(args.index), "search", args.query, "-n", "10"]
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.baseline_src:
+        against_baseline(args, search)
+        return
     served, local = with_serve(args, search)
     first, warm, local_again = with_keep_warm(args, search)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

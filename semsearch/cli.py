@@ -7,7 +7,9 @@ imports (the model) happen only inside the commands that embed, so ``--help``, `
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import signal
 import sys
 import time
@@ -218,7 +220,14 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
     if forwarded is not None:
         hits = [Hit.from_dict(item) for item in forwarded]
     else:
+        early = None
+        if mode != "keyword":  # the query model loads while the search stack is imported (semsearch.early_model)
+            from semsearch import early_model
+            from semsearch.location import default_index_dir
+
+            early = early_model.start(index_dir or settings.index or default_index_dir())
         with _open(settings, index_dir, create=False) as engine:
+            engine.offer_query_model(early)
             hits = engine.search(query, limit=limit, mode=mode, path=path_glob, types=types,
                                  metadata=metadata, group_by_document=group_by_document, reranker=reranker,
                                  min_score=min_score)
@@ -229,11 +238,37 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
             warm.start_server(directory, warm.launcher())
     if as_json:
         click.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
-        return
-    if not hits:
+    elif not hits:
         click.echo("No results.", err=True)
-        return
-    _print_hits(hits, query)
+    else:
+        _print_hits(hits, query)
+    _exit_at_once_when_done()
+
+
+# Set by main(): this process is the `semsearch` command itself, not a caller of the click group.
+_COMMAND_PROCESS = False
+
+
+def _exit_at_once_when_done() -> None:
+    """End the process without tearing the interpreter down, once the command has returned.
+
+    A search has nothing left to do after printing: its index is closed, its threads are done.
+    Freeing every module and object (SQLAlchemy's, onnxruntime's) took another 0.2-0.3 s of a
+    one-second search (docs/benchmarks.md). Only in the `semsearch` process itself: a program
+    that runs the click group (tests, scripts) goes on as usual.
+    """
+    if _COMMAND_PROCESS:
+        atexit.register(_flush_and_exit)  # registered last, so it runs first
+
+
+def _flush_and_exit() -> None:
+    code = 0
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: what Python's own exit reports as 120
+            code = 120
+    os._exit(code)
 
 
 def _metadata_filter(meta: tuple[str, ...]) -> dict[str, str]:
@@ -517,6 +552,8 @@ def main() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (`cmd &`)
         signal.signal(signal.SIGINT, _interrupt)
     sys.unraisablehook = _unraisable
+    global _COMMAND_PROCESS
+    _COMMAND_PROCESS = True
     # Document paths come from the library as valid text, but a path typed by the user (an index
     # folder whose name is not UTF-8) must not crash printing either: escape it, as stderr does.
     if hasattr(sys.stdout, "reconfigure"):

@@ -98,6 +98,7 @@ class Engine:
         self._lock = WriteLock(directory)
         self._embedder = embedder
         self._query_embedder: Embedder | None = None  # the ONNX export, when searching without the model
+        self._offered_query_model: Any = None  # an EarlyQueryModel still loading (see offer_query_model)
         self._vectors: VectorStore | None = None
         self._fusion = fusion or FusionSettings()
         self._requested = embedder.name if embedder is not None else (canonical_model_name(model) if model else None)
@@ -527,10 +528,26 @@ class Engine:
                 self._query_vectors[query] = kept
         return kept
 
+    def offer_query_model(self, early: Any) -> None:
+        """Offer a query model that was being loaded before this engine was opened
+        (:class:`semsearch.early_model.EarlyQueryModel`). The first search takes it if it is this
+        index's model at this index's precision, and loads its own otherwise."""
+        self._offered_query_model = early
+
     def _query_model(self) -> Embedder:
         """The ONNX export of the index's model at the index's precision when there is one (no
         torch import); else the index's embedder (see :attr:`embedder`). A loaded or injected
         embedder always wins."""
+        offered, self._offered_query_model = self._offered_query_model, None
+        if offered is not None and self._embedder is None and self._query_embedder is None:
+            onnx = offered.result()
+            if (
+                onnx is not None
+                and onnx.name == self.model
+                and onnx.precision == (self.precision or "fp32")
+                and onnx.dimension == self.dimension
+            ):
+                self._query_embedder = onnx
         if self._embedder is None and self._query_embedder is None:
             directory = query_model_dir(self.model)
             precision = self.precision or "fp32"

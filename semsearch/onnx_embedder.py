@@ -45,6 +45,19 @@ BATCH_SIZE = 32
 MAX_THREADS = 4  # one query gains nothing past a few threads, and the cores are shared
 
 
+def import_onnxruntime() -> Any:
+    """onnxruntime, with its usage telemetry off unless the user set ``ORT_DISABLE_TELEMETRY``.
+
+    onnxruntime 1.32 queues usage events in ``~/.cache/Microsoft/DeveloperTools/.onnxruntime``
+    (a SQLite file written at every exit, thousands of events on a machine that searches offline).
+    A local search engine sends nothing anywhere, and every process that embeds ends sooner.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime
+
+    return onnxruntime
+
+
 class QueryModelError(SemsearchError):
     """The ONNX query model is missing, incomplete or unreadable; semsearch can use the full model instead."""
 
@@ -68,7 +81,7 @@ class OnnxEmbedder:
             raise ValueError(f"precision must be one of {', '.join(MODEL_FILES)}")
         config = _read_config(directory, MODEL_FILES[precision])
         try:
-            import onnxruntime
+            onnxruntime = import_onnxruntime()
             from tokenizers import Tokenizer
         except ImportError as error:
             raise QueryModelError(

@@ -40,6 +40,7 @@ from semsearch.onnx_embedder import (
     OnnxEmbedder,
     OnnxQueryEmbedder,
     QueryModelError,
+    import_onnxruntime,
 )
 
 CACHE_ENV_VAR = "SEMSEARCH_CACHE"
@@ -152,6 +153,7 @@ def quantize_model(directory: Path) -> Path:
     if not OnnxEmbedder.available(directory):
         raise UnsupportedModelError(f"no complete ONNX export in {directory} to quantise")
     try:
+        import_onnxruntime()
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as error:
         raise UnsupportedModelError(f"quantising the model needs onnxruntime and onnx ({error})") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -207,6 +208,28 @@ def test_query_path_imports_no_torch(export):
     inside, heavy = (result.stdout.strip().split(" ") + [""])[:2]
     print(f"\nONNX one-query process: {wall:.2f} s wall, {inside} s from first import to vector")
     assert heavy == "", f"the ONNX query path imported {heavy}"
+
+
+@pytest.mark.parametrize("telemetry", ["left as semsearch sets it", "turned on by the user"])
+def test_onnxruntime_keeps_no_telemetry_unless_the_user_asks(export, tmp_path, telemetry):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "ORT_DISABLE_TELEMETRY"}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    if telemetry == "turned on by the user":
+        env["ORT_DISABLE_TELEMETRY"] = "0"
+    script = (
+        "from semsearch.onnx_embedder import OnnxQueryEmbedder\n"
+        f"print(OnnxQueryEmbedder({str(export)!r}).embed(['a query']).shape)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    kept = sorted(str(path.relative_to(home)) for path in home.rglob("*onnxruntime*"))
+    if telemetry == "turned on by the user":
+        if not kept:
+            pytest.skip("this onnxruntime keeps no telemetry files at all")
+    else:
+        assert kept == []
 
 
 # -- broken or missing exports -----------------------------------------------------------------------

@@ -1,0 +1,120 @@
+"""A search's query model loaded while the search stack is imported (semsearch.early_model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+
+from click.testing import CliRunner
+
+import semsearch
+from semsearch import early_model
+from semsearch.cli import cli
+from semsearch.embedder import DEFAULT_MODEL
+from semsearch.onnx_embedder import OnnxEmbedder
+
+
+def test_nothing_starts_without_readable_settings(tmp_path):
+    assert early_model.start(tmp_path / "missing") is None
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "semsearch.db").write_bytes(b"not a database at all" * 100)
+    assert early_model.start(tmp_path / "garbage") is None
+    (tmp_path / "empty").mkdir()
+    sqlite3.connect(tmp_path / "empty" / "semsearch.db").execute("CREATE TABLE settings (key TEXT, value TEXT)").connection.commit()
+    assert early_model.start(tmp_path / "empty") is None  # an index whose model is not chosen yet
+
+
+def test_an_index_without_an_export_gives_none(tmp_path, fake_embedder):
+    with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
+        engine.add_texts(["some words"])
+    early = early_model.start(tmp_path / "idx")
+    assert early is not None and early.model == fake_embedder.name
+    assert early.result() is None  # the fake model has no ONNX export
+
+
+def test_the_index_query_model_loads_on_its_own_thread(real_corpus_index, monkeypatch):
+    threads = []
+    original = OnnxEmbedder.__init__
+
+    def recording(self, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(OnnxEmbedder, "__init__", recording)
+    early = early_model.start(real_corpus_index)
+    onnx = early.result()
+    assert (onnx.name, onnx.precision, threads) == (DEFAULT_MODEL, "fp32", ["semsearch-query-model"])
+    with semsearch.open(real_corpus_index, create=False) as engine:
+        engine.offer_query_model(early)
+        assert engine._query_model() is onnx
+        # Taken once; the same vectors as a model the engine loads itself.
+        assert engine._query_model() is onnx
+        own = engine.search("ownership and borrowing", limit=5)
+    with semsearch.open(real_corpus_index, create=False) as engine:
+        assert [h.chunk_id for h in engine.search("ownership and borrowing", limit=5)] == [h.chunk_id for h in own]
+
+
+class Offered:
+    def __init__(self, embedder):
+        self.embedder = embedder
+
+    def result(self):
+        return self.embedder
+
+
+def test_an_offered_model_of_another_index_is_not_taken(real_corpus_index):
+    with semsearch.open(real_corpus_index, create=False) as engine:
+        wrong = Offered(type("Stub", (), {"name": "another/model", "precision": "fp32", "dimension": 384})())
+        engine.offer_query_model(wrong)
+        assert engine._query_model() is not wrong.embedder
+    with semsearch.open(real_corpus_index, create=False) as engine:
+        engine.offer_query_model(Offered(None))  # the early load failed
+        assert isinstance(engine._query_model(), OnnxEmbedder)
+
+
+def test_cli_search_uses_the_early_model(real_corpus_index, monkeypatch):
+    threads = []
+    original = OnnxEmbedder.__init__
+
+    def recording(self, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(OnnxEmbedder, "__init__", recording)
+    result = CliRunner().invoke(
+        cli, ["--index", str(real_corpus_index), "search", "--local", "--json", "ownership and borrowing"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) and threads == ["semsearch-query-model"]
+    threads.clear()
+    result = CliRunner().invoke(
+        cli, ["--index", str(real_corpus_index), "search", "--local", "--mode", "keyword", "ownership"]
+    )
+    assert result.exit_code == 0 and threads == []  # a keyword search loads no model
+
+
+def test_a_search_process_ends_without_tearing_down_and_loses_no_output(real_corpus_index, tmp_path):
+    # An atexit handler registered before the command runs is skipped: the process ended at once,
+    # after flushing everything it printed.
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('torn down', file=sys.stderr))\n"
+        "from semsearch.cli import main\n"
+        "sys.argv = ['semsearch'] + sys.argv[1:]\n"
+        "main()\n"
+    )
+    base = [sys.executable, "-c", script, "--index", str(real_corpus_index)]
+    env = {**os.environ, "SEMSEARCH_KEEP_WARM": "0"}
+    searched = subprocess.run(base + ["search", "--json", "-n", "50", "ownership and borrowing"],
+                              capture_output=True, text=True, env=env, check=False)
+    assert searched.returncode == 0, searched.stderr
+    assert len(json.loads(searched.stdout)) == 50 and "torn down" not in searched.stderr
+    status = subprocess.run(base + ["status"], capture_output=True, text=True, env=env, check=False)
+    assert status.returncode == 0 and "torn down" in status.stderr  # other commands end as usual
+    missing = subprocess.run(base[:-1] + [str(tmp_path / "none"), "search", "anything"],
+                             capture_output=True, text=True, env=env, check=False)
+    assert missing.returncode == 1 and "no semsearch index" in missing.stderr
