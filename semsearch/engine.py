@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,7 +42,6 @@ from semsearch.errors import (
     ModelMismatchError,
     SemsearchError,
 )
-from semsearch.ingest import Indexer, PendingDocument, ProgressCallback
 from semsearch.location import DATABASE_NAME, default_index_dir
 from semsearch.locking import WriteLock
 from semsearch.onnx_embedder import OnnxEmbedder
@@ -69,6 +68,9 @@ from semsearch.verify import VerifyReport
 from semsearch.vector_store import SETTINGS as VECTOR_INDEX_SETTINGS
 from semsearch.vector_store import VectorStore, index_bytes
 from semsearch.walker import path_text
+
+if TYPE_CHECKING:  # indexing's modules are imported when an engine indexes: a search never needs them
+    from semsearch.ingest import Indexer, PendingDocument, ProgressCallback
 
 DEFAULT_OVERLAP_TOKENS = 32
 RERANK_DEPTH = 50  # results a reranker reorders (it is slow: one model call per passage)
@@ -300,6 +302,8 @@ class Engine:
     # -- writing ------------------------------------------------------------------------------
 
     def _indexer(self) -> Indexer:
+        from semsearch.ingest import Indexer
+
         return Indexer(
             self._store,
             lambda: self.embedder,
@@ -361,6 +365,8 @@ class Engine:
 
         keys = [str(ids[p]) if ids is not None else f"text:{digest_of(p)[:16]}" for p in range(len(texts))]
         last = {key: position for position, key in enumerate(keys)}  # a repeated id: the last one wins
+
+        from semsearch.ingest import PendingDocument
 
         def documents() -> Iterable[PendingDocument | Skipped]:
             for position, body in enumerate(texts):

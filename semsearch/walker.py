@@ -16,10 +16,12 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from semsearch.types import Skipped
+
+if TYPE_CHECKING:  # pathspec is imported where rules are read: a search that only names paths never needs it
+    import pathspec
 
 #: Folder names that never hold the user's documents; pruned without looking inside.
 SKIPPED_FOLDERS = frozenset(
@@ -40,7 +42,7 @@ SKIPPED_FOLDERS = frozenset(
 _ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
 
 # (folder the patterns are relative to, compiled patterns); deeper entries come later in a stack.
-_Rules = tuple[tuple[str, pathspec.GitIgnoreSpec], ...]
+_Rules = tuple[tuple[str, "pathspec.GitIgnoreSpec"], ...]
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,8 @@ class _Walker:
     """The state of one :func:`walk` call: compiled filters and the files already yielded."""
 
     def __init__(self, *, include: Sequence[str], exclude: Sequence[str], skip: Sequence[Path]):
-        self.include = pathspec.GitIgnoreSpec.from_lines(include) if include else None
-        self.exclude = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
+        self.include = _spec(include) if include else None
+        self.exclude = _spec(exclude) if exclude else None
         self.skip = frozenset(os.path.realpath(os.path.abspath(os.path.expanduser(p))) for p in skip)
         self.seen: set[str] = set()
 
@@ -258,8 +260,14 @@ def _read_rules(path: str) -> pathspec.GitIgnoreSpec | None:
             lines = handle.read().splitlines()
     except OSError:
         return None  # an unreadable rule file ignores nothing, as with git
-    spec = pathspec.GitIgnoreSpec.from_lines(lines)
+    spec = _spec(lines)
     return spec if len(spec) else None
+
+
+def _spec(lines: Sequence[str]) -> pathspec.GitIgnoreSpec:
+    import pathspec  # (see the import at the top)
+
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def _enclosing_repository_rules(root: str) -> _Rules:
