@@ -1,6 +1,6 @@
 """Where a running ``semsearch serve`` of an index can be found by other processes on this machine.
 
-A new ``semsearch search`` process spends about a second importing numpy, SQLAlchemy, FAISS and
+A new ``semsearch search`` process spends 0.6-1 s importing numpy, SQLAlchemy, FAISS and
 onnxruntime and loading the query model before it can answer; a server of the same index has all
 of that loaded already. So a server leaves a small record while it runs, and the CLI asks it
 instead when one is there (see :mod:`semsearch.client`).

@@ -1,7 +1,7 @@
 """Keeping a server of an index warm for the next ``semsearch search``.
 
 A ``semsearch search`` that finds no server of its index (:mod:`semsearch.rendezvous`) answers
-in its own process, paying about a second for imports and the query model, and then starts
+in its own process, paying 0.6-1 s for imports and the query model, and then starts
 ``semsearch serve`` for that index in the background: loopback only, any free port, its own
 random token, stopping by itself after :data:`DEFAULT_SECONDS` without a request. The searches
 that follow are sent to it and take about a third of a second. ``sccache`` and the Gradle
