@@ -263,12 +263,16 @@ def _exit_at_once_when_done() -> None:
 
 def _flush_and_exit() -> None:
     code = 0
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe: what Python's own exit reports as 120
-            code = 120
-    os._exit(code)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is None:  # started with the stream closed (`>&-`)
+                continue
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe: what Python's own exit reports as 120
+                code = 120
+    finally:
+        os._exit(code)
 
 
 def _metadata_filter(meta: tuple[str, ...]) -> dict[str, str]:

@@ -14,6 +14,7 @@ Imports nothing heavy at module level: numpy and onnxruntime come with the embed
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -22,13 +23,18 @@ from semsearch.location import DATABASE_NAME
 
 
 class EarlyQueryModel:
-    """The query model of one index, being loaded on a daemon thread."""
+    """The query model of one index, being loaded on a thread of its own.
+
+    Not a daemon: a search that fails or is interrupted while the session is being built waits
+    for it (at most a few tenths of a second) rather than killing the thread inside onnxruntime,
+    which aborts the process.
+    """
 
     def __init__(self, model: str, precision: str) -> None:
         self.model = model
         self.precision = precision
         self._embedder = None
-        self._thread = threading.Thread(target=self._load, name="semsearch-query-model", daemon=True)
+        self._thread = threading.Thread(target=self._load, name="semsearch-query-model")
         self._thread.start()
 
     def _load(self) -> None:
@@ -65,5 +71,6 @@ def start(index_dir: str | Path) -> EarlyQueryModel | None:
     model = found.get("model")
     if not isinstance(model, str) or not model:
         return None
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # as import_onnxruntime does, but here, not on the thread
     precision = found.get("precision") or "fp32"
     return EarlyQueryModel(model, precision if isinstance(precision, str) else "fp32")

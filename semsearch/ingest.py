@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -45,12 +46,15 @@ UNCHANGED_SINCE = {"text": 2, "code": 2}
 WAVE_CHUNKS = 256  # chunks pooled before embedding: enough to sort well; a Ctrl-C loses at most one wave
 # Texts handed to the embedder at a time, at least: it cuts them into its own batches (16 for fp32,
 # measured 5-20% faster than 32 on long chunks here; 1 for int8). Between calls a Ctrl-C is noticed
-# and progress reported. An embedder that runs several batches at once (one per core) says how many
-# texts that is (``texts_at_once``); a call then holds CALL_ROUNDS times that, so every core has
-# work and the longest batches, started first, are evened out by the shorter ones. A wave holds at
-# least one call. (With a fixed 32, a 16-core machine ran two batches at once: docs/benchmarks.md.)
+# and progress reported. An embedder that runs more than that at once (a batch per core on many
+# cores, a GPU) says how many texts (``texts_at_once``); a call then holds CALL_ROUNDS times that,
+# so every core has work and the longest batches, started first, are evened out by the shorter
+# ones; a wave holds at least one call. (With a fixed 32, a 16-core machine ran two batches at
+# once: docs/benchmarks.md.) On 2 cores a call stays at 32: 64 measured no faster there, and a
+# Ctrl-C waits for the call under way. MAX_CALL bounds what one call, and so one wave, holds.
 EMBED_CALL = 32
 CALL_ROUNDS = 2
+MAX_CALL = 2048
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_CONTEXT_CHARS = 200  # of the title, and again of the headings, in a chunk's context
 PROGRESS_SECONDS = 0.25  # how often a waiting run reports progress
@@ -343,7 +347,9 @@ class Indexer:
         for document in documents:
             stopping.check()
             prepared = self._prepare(document)
-            enough = enough or max(WAVE_CHUNKS, CALL_ROUNDS * self._at_once())
+            if not enough:
+                call = self._call_size()
+                enough = -(-WAVE_CHUNKS // call) * call if call > EMBED_CALL else WAVE_CHUNKS  # whole calls
             wave.append((document, prepared))
             wave_chunks += len(prepared)
             if wave_chunks >= enough:
@@ -379,15 +385,14 @@ class Indexer:
             prepared.append(_Prepared(draft=draft, context=context, text=embed_text, key=embed_hash(embed_text)))
         return prepared
 
-    def _at_once(self) -> int:
-        """Texts the embedder runs at once (``texts_at_once``; 0 when it does not say)."""
-        at_once = getattr(self.embedder, "texts_at_once", 0)
-        return at_once if isinstance(at_once, int) and at_once > 0 else 0
-
     def _call_size(self) -> int:
         """Texts per embedder call: :data:`EMBED_CALL`, or :data:`CALL_ROUNDS` rounds of what the
-        embedder runs at once, whichever is more."""
-        return max(EMBED_CALL, CALL_ROUNDS * self._at_once())
+        embedder runs at once (``texts_at_once``) when that is more, up to :data:`MAX_CALL`."""
+        try:
+            at_once = operator.index(getattr(self.embedder, "texts_at_once", 0))
+        except TypeError:  # not an integer: as if it said nothing
+            at_once = 0
+        return EMBED_CALL if at_once <= EMBED_CALL else min(CALL_ROUNDS * at_once, MAX_CALL)
 
     def _plan(
         self, number: int, documents: list[tuple[PendingDocument, list[_Prepared]]], earlier: _Wave | None

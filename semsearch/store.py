@@ -31,7 +31,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.exc import OperationalError
 
 from semsearch import fts
@@ -150,7 +150,9 @@ class Store:
 
     def __init__(self, path: Path, *, migrate: bool = True) -> None:
         self.path = path
-        self._engine = create_engine(f"sqlite:///{path}", future=True)
+        # URL.create keeps the path as it is: in a "sqlite:///..." string, a folder named "a?b"
+        # or "100%41" would be read as a query string or a percent-escape.
+        self._engine = create_engine(URL.create("sqlite", database=str(path)), future=True)
         event.listen(self._engine, "connect", _configure_connection)
         self._token_rows: tuple[int | None, dict[str, int]] = (None, {})  # see keyword_statistics
         self._word_tokens: dict[str, tuple[str, ...]] = {}  # see keyword_tokens

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -118,3 +119,29 @@ def test_a_search_process_ends_without_tearing_down_and_loses_no_output(real_cor
     missing = subprocess.run(base[:-1] + [str(tmp_path / "none"), "search", "anything"],
                              capture_output=True, text=True, env=env, check=False)
     assert missing.returncode == 1 and "no semsearch index" in missing.stderr
+
+
+def test_a_search_that_fails_while_the_model_loads_exits_with_its_error(real_corpus_index, tmp_path):
+    # The loading thread is not a daemon: killed inside onnxruntime at exit, it aborted the process
+    # (exit 134, "terminate called without an active exception") instead of the usual error.
+    index = tmp_path / "emptied"
+    shutil.copytree(real_corpus_index, index)
+    with sqlite3.connect(index / "semsearch.db") as connection:
+        paths = [path for (path,) in connection.execute("SELECT path FROM documents")]
+    with semsearch.open(index, create=False) as engine:
+        assert engine.remove(*paths) == len(paths) > 0
+    env = {**os.environ, "SEMSEARCH_KEEP_WARM": "0"}
+    for _ in range(3):
+        result = subprocess.run([sys.executable, "-m", "semsearch", "--index", str(index), "search", "rice"],
+                                capture_output=True, text=True, env=env, check=False)
+        assert result.returncode == 1, result.stderr
+        assert "Error:" in result.stderr and "terminate" not in result.stderr
+
+
+def test_a_search_with_its_output_closed_ends_quietly(real_corpus_index):
+    env = {**os.environ, "SEMSEARCH_KEEP_WARM": "0"}
+    result = subprocess.run([sys.executable, "-m", "semsearch", "--index", str(real_corpus_index), "search", "rice"],
+                            stdout=None, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+                            check=False, pass_fds=(), close_fds=True,
+                            preexec_fn=lambda: os.close(1))
+    assert result.returncode == 0 and "Traceback" not in result.stderr and "Exception" not in result.stderr

@@ -654,3 +654,14 @@ def test_query_vectors_kept_by_an_engine_searched_from_many_threads(tmp_path, fa
         for thread in threads:
             thread.join()
         assert errors == [] and len(engine._query_vectors) <= 3
+
+
+def test_an_index_folder_named_like_a_url_works(tmp_path, fake_embedder):
+    # The database URL once took "?" for a query string and "%41" for an escaped "A".
+    folder = tmp_path / "what? 100%41 #1"
+    with semsearch.open(folder, embedder=fake_embedder) as engine:
+        engine.add_texts(["the quick brown fox"], ids=["fox"])
+    assert (folder / "semsearch.db").is_file()
+    assert not (tmp_path / "what").exists()
+    with semsearch.open(folder, embedder=fake_embedder, create=False) as engine:
+        assert [hit.path for hit in engine.search("quick fox", mode="keyword")] == ["fox"]

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -163,15 +164,16 @@ class ManyAtOnceEmbedder(TimedEmbedder):
         return super().embed(texts)
 
 
-@pytest.mark.parametrize("at_once", [4, 16 * 16])
-def test_each_call_gives_an_embedder_enough_texts_to_keep_every_core_busy(tmp_path, fake_embedder, at_once):
+@pytest.mark.parametrize(("at_once", "call"), [(4, 32), (32, 32), (np.int64(48), 96), (16 * 16, 512), (10**6, 2048)])
+def test_each_call_gives_an_embedder_enough_texts_to_keep_every_core_busy(tmp_path, fake_embedder, at_once, call):
     # A 16-core machine runs 16 batches of 16 at once; with calls of 32 texts it ran two (issue 8).
     embedder = ManyAtOnceEmbedder(fake_embedder, at_once)
-    texts = [f"Note number {i} on its own subject {i * 7919}." for i in range(1200)]
+    texts = [f"Note number {i} on its own subject {i * 7919}." for i in range(2500)]
     with semsearch.open(tmp_path / "idx", embedder=embedder) as engine:
         summary = engine.add_texts(texts, ids=[f"t{i}" for i in range(len(texts))])
+        found = engine.search("Note number 1234 on its own subject", limit=1, mode="keyword")
     assert summary.chunks_embedded == len(texts) == sum(embedder.sizes)
-    call = max(semsearch.ingest.EMBED_CALL, semsearch.ingest.CALL_ROUNDS * at_once)
+    assert found[0].path == "t1234"
     assert max(embedder.sizes) == call
     assert sum(size < call for size in embedder.sizes) <= 1  # only the last call of the run is short
 
