@@ -169,8 +169,9 @@ class Engine:
         ``embedder`` replaces the sentence-transformers model (tests use a fake one).
         ``chunk_tokens``/``overlap_tokens`` apply to a new index only; the default chunk size is
         the model's own limit. ``precision`` (``int8`` or ``fp32``) too: the default is fp32 (see
-        :mod:`semsearch.backends`); an existing index keeps its own and refuses another. ``device`` (``cpu``, ``cuda``, ...) is where the model runs when it
-        embeds; the default is a CUDA GPU if torch can use one, else the CPU.
+        :mod:`semsearch.backends`); an existing index keeps its own and refuses another.
+        ``device`` (``cpu``, ``cuda``, ...) is where the model runs when it embeds; the default is
+        a CUDA GPU if torch can use one, else the CPU.
         """
         directory = Path(path).expanduser() if path is not None else default_index_dir()
         database = directory / DATABASE_NAME

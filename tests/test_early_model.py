@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 
+import pytest
 from click.testing import CliRunner
 
 import semsearch
@@ -17,6 +18,20 @@ from semsearch import early_model
 from semsearch.cli import cli
 from semsearch.embedder import DEFAULT_MODEL
 from semsearch.onnx_embedder import OnnxEmbedder
+
+
+@pytest.fixture
+def loading_threads(monkeypatch) -> list[str]:
+    """The names of the threads that build an ONNX embedder, in order."""
+    threads: list[str] = []
+    original = OnnxEmbedder.__init__
+
+    def recording(self, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(OnnxEmbedder, "__init__", recording)
+    return threads
 
 
 def test_nothing_starts_without_readable_settings(tmp_path):
@@ -37,15 +52,8 @@ def test_an_index_without_an_export_gives_none(tmp_path, fake_embedder):
     assert early.result() is None  # the fake model has no ONNX export
 
 
-def test_the_index_query_model_loads_on_its_own_thread(real_corpus_index, monkeypatch):
-    threads = []
-    original = OnnxEmbedder.__init__
-
-    def recording(self, *args, **kwargs):
-        threads.append(threading.current_thread().name)
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(OnnxEmbedder, "__init__", recording)
+def test_the_index_query_model_loads_on_its_own_thread(real_corpus_index, loading_threads):
+    threads = loading_threads
     early = early_model.start(real_corpus_index)
     onnx = early.result()
     assert (onnx.name, onnx.precision, threads) == (DEFAULT_MODEL, "fp32", ["semsearch-query-model"])
@@ -77,15 +85,8 @@ def test_an_offered_model_of_another_index_is_not_taken(real_corpus_index):
         assert isinstance(engine._query_model(), OnnxEmbedder)
 
 
-def test_cli_search_uses_the_early_model(real_corpus_index, monkeypatch):
-    threads = []
-    original = OnnxEmbedder.__init__
-
-    def recording(self, *args, **kwargs):
-        threads.append(threading.current_thread().name)
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(OnnxEmbedder, "__init__", recording)
+def test_cli_search_uses_the_early_model(real_corpus_index, loading_threads):
+    threads = loading_threads
     result = CliRunner().invoke(
         cli, ["--index", str(real_corpus_index), "search", "--local", "--json", "ownership and borrowing"]
     )
