@@ -157,7 +157,7 @@ def campaign(workdir: Path, kills: int, seed: int = 20261126) -> dict:
     from conftest import FakeEmbedder
 
     import semsearch
-    from semsearch.store import embed_hash
+    from semsearch.rows import embed_hash
 
     with sqlite3.connect(index / "semsearch.db") as connection:
         committed = {row[0] for row in connection.execute("SELECT embed_hash FROM chunks")}

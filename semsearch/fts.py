@@ -19,16 +19,15 @@ external content, and the triggers that keep it in step call that function, whic
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Connection, column, func, literal_column, select, table, text
-
 from semsearch import cjk
-from semsearch.filters import filter_conditions
-from semsearch.schema import chunks, documents
+from semsearch.database import scalar
+from semsearch.filters import Sql, filter_conditions, joined
 from semsearch.types import SearchFilter
 
 TOKENIZER = "porter unicode61 remove_diacritics 2"  # as migration 0001 made chunk_fts
@@ -56,21 +55,21 @@ class RowTokens:
     counts: dict[str, tuple[int, ...]]
 
 
-def prepare_connection(cursor) -> None:
+def prepare_connection(connection: sqlite3.Connection) -> None:
     """The ``keyword_text`` function, and scratch tables of one connection (in memory): query
     words and candidate rows tokenised exactly as chunk_fts tokenises, and the vocabularies of both."""
     # Deterministic: SQLite may then use it in indexes and views, and call it once per value.
-    cursor.connection.create_function(KEYWORD_TEXT, 1, _keyword_text, deterministic=True)
-    cursor.execute(f"CREATE VIRTUAL TABLE temp.query_words USING fts5(word, tokenize='{TOKENIZER}')")
-    cursor.execute("CREATE VIRTUAL TABLE temp.query_terms USING fts5vocab(temp, 'query_words', 'instance')")
-    cursor.execute("CREATE VIRTUAL TABLE temp.chunk_terms USING fts5vocab(main, 'chunk_fts', 'row')")
-    cursor.execute("CREATE VIRTUAL TABLE temp.chunk_instances USING fts5vocab(main, 'chunk_fts', 'instance')")
-    cursor.execute(f"CREATE VIRTUAL TABLE temp.scratch_rows USING fts5({', '.join(COLUMNS)}, tokenize='{TOKENIZER}')")
-    cursor.execute("CREATE VIRTUAL TABLE temp.scratch_terms USING fts5vocab(temp, 'scratch_rows', 'instance')")
+    connection.create_function(KEYWORD_TEXT, 1, _keyword_text, deterministic=True)
+    connection.execute(f"CREATE VIRTUAL TABLE temp.query_words USING fts5(word, tokenize='{TOKENIZER}')")
+    connection.execute("CREATE VIRTUAL TABLE temp.query_terms USING fts5vocab(temp, 'query_words', 'instance')")
+    connection.execute("CREATE VIRTUAL TABLE temp.chunk_terms USING fts5vocab(main, 'chunk_fts', 'row')")
+    connection.execute("CREATE VIRTUAL TABLE temp.chunk_instances USING fts5vocab(main, 'chunk_fts', 'instance')")
+    connection.execute(f"CREATE VIRTUAL TABLE temp.scratch_rows USING fts5({', '.join(COLUMNS)}, tokenize='{TOKENIZER}')")
+    connection.execute("CREATE VIRTUAL TABLE temp.scratch_terms USING fts5vocab(temp, 'scratch_rows', 'instance')")
 
 
 def search(
-    connection: Connection,
+    connection: sqlite3.Connection,
     match: str,
     limit: int,
     where: SearchFilter,
@@ -83,40 +82,36 @@ def search(
     ``match`` is an FTS5 query string; ``weights`` are the BM25 column weights for
     (context, text); ``only`` restricts the search to these chunk ids.
     """
-    fts = table("chunk_fts", column("rowid"))
-    fts_name = literal_column("chunk_fts")
-    rank = func.bm25(fts_name, weights[0], weights[1]).label("rank")
-    query = select(fts.c.rowid, rank).select_from(fts).where(fts_name.op("MATCH")(match))
+    query = ["SELECT chunk_fts.rowid, bm25(chunk_fts, ?, ?) AS rank FROM chunk_fts"]
+    conditions = [Sql("chunk_fts MATCH ?", (match,))]
     if not where.empty:
         # Match first, then look each matching chunk's document up and test the filter: the
         # cost follows the matches. (Listing the allowed chunks first costs as many as the
         # filter allows: 0.4 s a query at 100k chunks with a filter passing half of them.)
-        query = (
-            query.join(chunks, chunks.c.id == fts.c.rowid)
-            .join(documents, documents.c.id == chunks.c.document_id)
-            .where(*filter_conditions(where))
-        )
+        query.append("JOIN chunks ON chunks.id = chunk_fts.rowid JOIN documents ON documents.id = chunks.document_id")
+        conditions += filter_conditions(where)
     if only is not None:
         # "rowid + 0", not "rowid": a bare rowid IN (...) makes SQLite seek FTS5 once per id,
-        # 60-170 times slower than matching once and filtering.
-        # The ids are written into the SQL as numbers: bound one by one, SQLAlchemy took 25 ms
-        # to compile an IN of 10,000 (a narrow filter's chunks).
-        query = query.where(text(f"chunk_fts.rowid + 0 IN ({','.join(str(int(i)) for i in only) or 'NULL'})"))
-    query = query.order_by(rank).limit(limit)
-    rows = connection.execute(query).all()
+        # 60-170 times slower than matching once and filtering. The ids are written into the
+        # SQL as numbers: SQLite allows only so many bound parameters.
+        conditions.append(Sql(f"chunk_fts.rowid + 0 IN ({','.join(str(int(i)) for i in only) or 'NULL'})"))
+    condition = joined(conditions)
+    query.append(f"WHERE {condition.text} ORDER BY rank LIMIT ?")
+    parameters = (float(weights[0]), float(weights[1]), *condition.parameters, int(limit))
+    rows = connection.execute(" ".join(query), parameters).fetchall()
     return [(int(row[0]), -float(row[1])) for row in rows]
 
 
-def query_tokens(connection: Connection, words: Sequence[str]) -> dict[str, tuple[str, ...]]:
+def query_tokens(connection: sqlite3.Connection, words: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """Each word's tokens, stemmed exactly as the table stems them; a prefix word (a single CJK
     character, ``"猫*"``) has none: FTS5 expands it itself."""
     plain = [word for word in words if not cjk.is_prefix(word)]
-    connection.exec_driver_sql("DELETE FROM temp.query_words")
+    connection.execute("DELETE FROM temp.query_words")
     if plain:
-        connection.exec_driver_sql(
+        connection.executemany(
             "INSERT INTO temp.query_words(rowid, word) VALUES (?, ?)", list(enumerate(plain, start=1))
         )
-    found = connection.exec_driver_sql("SELECT doc, term FROM temp.query_terms ORDER BY doc, offset").all()
+    found = connection.execute("SELECT doc, term FROM temp.query_terms ORDER BY doc, offset").fetchall()
     connection.commit()
     tokens: dict[str, list[str]] = {word: [] for word in words}
     for position, token in found:
@@ -125,7 +120,7 @@ def query_tokens(connection: Connection, words: Sequence[str]) -> dict[str, tupl
 
 
 def statistics(
-    connection: Connection,
+    connection: sqlite3.Connection,
     words: Sequence[str],
     known: Mapping[str, int] | None = None,
     tokens: Mapping[str, tuple[str, ...]] | None = None,
@@ -148,7 +143,7 @@ def statistics(
     rows_with = {token: known[token] for token in found if token in known}
     unknown = list(dict.fromkeys(token for token in found if token not in known))
     for token in unknown:  # one lookup each: fts5vocab answers "term = ?" without a scan of the vocabulary
-        count = connection.exec_driver_sql("SELECT doc FROM temp.chunk_terms WHERE term = ?", (token,)).scalar()
+        count = scalar(connection, "SELECT doc FROM temp.chunk_terms WHERE term = ?", (token,))
         rows_with[token] = int(count or 0)
     for word in words:
         if cjk.is_prefix(word):
@@ -179,7 +174,7 @@ LENGTHS_STEP = 4_000_000  # entries summed at a time into the rows' lengths
 CHANGE_SAMPLE = 64  # rows of a copy checked to be unchanged when a change is read
 
 
-def read_postings(connection: Connection, revision: int, max_tokens: int) -> RawPostings | None:
+def read_postings(connection: sqlite3.Connection, revision: int, max_tokens: int) -> RawPostings | None:
     """Every token's rows and counts, and every row's length; ``None`` if the table holds more
     than ``max_tokens`` tokens. The caller holds one read transaction around it (and the revision).
 
@@ -190,7 +185,7 @@ def read_postings(connection: Connection, revision: int, max_tokens: int) -> Raw
     rows, total_tokens = _averages(connection)
     if total_tokens > max_tokens:
         return None
-    listed = connection.exec_driver_sql("SELECT group_concat(id) FROM chunk_fts_docsize").scalar()
+    listed = scalar(connection, "SELECT group_concat(id) FROM chunk_fts_docsize")
     row_ids = np.unique(np.fromstring(listed or "", dtype=np.int64, sep=","))
     raw = _read_instances(connection, "temp.chunk_instances", revision, row_ids, total_tokens)
     if len(row_ids) != rows or raw.total_tokens != total_tokens:
@@ -212,7 +207,7 @@ class PostingsChange:
 
 
 def read_postings_change(
-    connection: Connection, revision: int, ids: np.ndarray, lengths: np.ndarray, max_tokens: int, most_changed: int
+    connection: sqlite3.Connection, revision: int, ids: np.ndarray, lengths: np.ndarray, max_tokens: int, most_changed: int
 ) -> PostingsChange | None:
     """The change since a copy of the postings holding rows ``ids`` (ascending) was read; ``None``
     if the table now holds more than ``max_tokens`` tokens or more than ``most_changed`` rows were
@@ -227,17 +222,17 @@ def read_postings_change(
     if total_tokens > max_tokens:
         return None
     last = int(ids[-1]) if len(ids) else 0
-    still = connection.exec_driver_sql("SELECT count(*) FROM chunk_fts_docsize WHERE id <= ?", (last,)).scalar() or 0
+    still = scalar(connection, "SELECT count(*) FROM chunk_fts_docsize WHERE id <= ?", (last,)) or 0
     if len(ids) - still + rows - still > most_changed:  # (removed, added)
         return None
     removed = np.empty(0, np.int64)
     if still != len(ids):
         # Every deleted chunk is recorded in `tombstones` until a merge of its segment: those the
         # copy holds are the rows removed since, if they are all of them.
-        tombs = connection.exec_driver_sql("SELECT chunk_id FROM tombstones WHERE chunk_id <= ?", (last,)).all()
+        tombs = connection.execute("SELECT chunk_id FROM tombstones WHERE chunk_id <= ?", (last,)).fetchall()
         removed = _among(np.unique(np.asarray([row[0] for row in tombs], dtype=np.int64)), ids)
         if len(removed) != len(ids) - still:
-            listed = connection.exec_driver_sql("SELECT group_concat(id) FROM chunk_fts_docsize WHERE id <= ?", (last,)).scalar()
+            listed = scalar(connection, "SELECT group_concat(id) FROM chunk_fts_docsize WHERE id <= ?", (last,))
             remaining = np.unique(np.fromstring(listed or "", dtype=np.int64, sep=","))
             if len(_among(remaining, ids)) != len(remaining):  # a row of an old id that the copy never held
                 raise ValueError("the keyword index holds rows the copy of its postings never saw")
@@ -248,13 +243,13 @@ def read_postings_change(
     now = _row_lengths(connection, ids[sample].tolist())
     if any(now.get(int(ids[at]), int(lengths[at])) != int(lengths[at]) for at in sample.tolist()):
         raise ValueError("rows of the keyword index changed under their ids")
-    connection.exec_driver_sql("DELETE FROM temp.scratch_rows")
-    added = connection.exec_driver_sql(f"SELECT id, {', '.join(COLUMNS)} FROM {SOURCE} WHERE id > ? ORDER BY id", (last,)).all()
+    connection.execute("DELETE FROM temp.scratch_rows")
+    added = connection.execute(f"SELECT id, {', '.join(COLUMNS)} FROM {SOURCE} WHERE id > ? ORDER BY id", (last,)).fetchall()
     _into_scratch(connection, added)
     added_ids = np.asarray([row[0] for row in added], dtype=np.int64)
     most = sum(len(str(value or "")) for row in added for value in row[1:]) + 1  # tokens are never more than characters
     raw = _read_instances(connection, "temp.scratch_terms", revision, added_ids, most)
-    connection.exec_driver_sql("DELETE FROM temp.scratch_rows")
+    connection.execute("DELETE FROM temp.scratch_rows")
     return PostingsChange(revision, rows, total_tokens, removed, raw)
 
 
@@ -266,12 +261,12 @@ def _among(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return values[ids[at] == values]
 
 
-def _read_instances(connection: Connection, vocabulary: str, revision: int, row_ids: np.ndarray, most: int) -> RawPostings:
+def _read_instances(connection: sqlite3.Connection, vocabulary: str, revision: int, row_ids: np.ndarray, most: int) -> RawPostings:
     """The postings of rows ``row_ids`` (ascending) from an ``fts5vocab`` instance table over
     them, which holds at most ``most`` occurrences."""
     place = _places(row_ids)
     column = "CASE col " + " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(COLUMNS)) + " END"
-    result = connection.exec_driver_sql(
+    result = connection.execute(
         f"SELECT term, count(*), group_concat(doc * {len(COLUMNS)} + {column}) FROM {vocabulary} GROUP BY term"
     )
     terms: list[str] = []
@@ -351,31 +346,31 @@ def _entries(
     return np.bincount(pairs // row_stride, minlength=len(counts)), at.astype(np.int32), frequencies
 
 
-def row_tokens(connection: Connection, ids: Sequence[int], tokens: Sequence[str]) -> dict[int, RowTokens]:
+def row_tokens(connection: sqlite3.Connection, ids: Sequence[int], tokens: Sequence[str]) -> dict[int, RowTokens]:
     """For each of ``ids`` still in the table: its length, and per column how often each of
     ``tokens`` occurs in it."""
     wanted = list(dict.fromkeys(int(i) for i in ids))
     if not wanted:
         return {}
     lengths = _row_lengths(connection, wanted)
-    connection.exec_driver_sql("DELETE FROM temp.scratch_rows")
+    connection.execute("DELETE FROM temp.scratch_rows")
     for offset in range(0, len(wanted), 900):
         part = wanted[offset : offset + 900]
-        texts = connection.exec_driver_sql(
+        texts = connection.execute(
             f"SELECT id, {', '.join(COLUMNS)} FROM {SOURCE} WHERE id IN ({','.join('?' * len(part))})", tuple(part)
-        ).all()
+        ).fetchall()
         _into_scratch(connection, texts)
     counts: dict[int, dict[str, list[int]]] = {row_id: {} for row_id in lengths}
     wanted_tokens = list(dict.fromkeys(tokens))
-    for row_id, token, name, count in connection.exec_driver_sql(
+    for row_id, token, name, count in connection.execute(
         "SELECT doc, term, col, count(*) FROM temp.scratch_terms "
         f"WHERE term IN ({','.join('?' * len(wanted_tokens))}) GROUP BY doc, term, col",
         tuple(wanted_tokens),
-    ).all():
+    ).fetchall():
         if int(row_id) in counts:
             per_column = counts[int(row_id)].setdefault(token, [0] * len(COLUMNS))
             per_column[COLUMNS.index(name)] = int(count)
-    connection.exec_driver_sql("DELETE FROM temp.scratch_rows")
+    connection.execute("DELETE FROM temp.scratch_rows")
     connection.commit()
     return {
         row_id: RowTokens(lengths[row_id], {token: tuple(c) for token, c in counts[row_id].items()})
@@ -383,25 +378,25 @@ def row_tokens(connection: Connection, ids: Sequence[int], tokens: Sequence[str]
     }
 
 
-def _row_lengths(connection: Connection, ids: Sequence[int]) -> dict[int, int]:
+def _row_lengths(connection: sqlite3.Connection, ids: Sequence[int]) -> dict[int, int]:
     """The length in tokens (all columns) of each of ``ids`` still in the table."""
     lengths: dict[int, int] = {}
     for offset in range(0, len(ids), 900):
         part = [int(i) for i in ids[offset : offset + 900]]
-        for row_id, sizes in connection.exec_driver_sql(
+        for row_id, sizes in connection.execute(
             f"SELECT id, sz FROM chunk_fts_docsize WHERE id IN ({','.join('?' * len(part))})", tuple(part)
-        ).all():
+        ).fetchall():
             lengths[int(row_id)] = sum(_varints(sizes))
     return lengths
 
 
-def _into_scratch(connection: Connection, rows: Sequence[Sequence]) -> None:
+def _into_scratch(connection: sqlite3.Connection, rows: Sequence[Sequence]) -> None:
     """Rows of ``(id, *COLUMNS)`` (as read from the table's source) into the scratch table, which
     tokenises them exactly as the table does. (Inserting fetched rows measured 1.5x faster than
     INSERT ... SELECT.)"""
     if rows:
         marks = ", ".join("?" * (1 + len(COLUMNS)))
-        connection.exec_driver_sql(
+        connection.executemany(
             f"INSERT INTO temp.scratch_rows(rowid, {', '.join(COLUMNS)}) VALUES ({marks})", [tuple(row) for row in rows]
         )
 
@@ -436,17 +431,17 @@ def quoted(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-def _rows_matching(connection: Connection, word: str) -> int:
+def _rows_matching(connection: sqlite3.Connection, word: str) -> int:
     """How many rows FTS5 finds for one query word (its IDF counts these rows)."""
     statement = "SELECT count(*) FROM chunk_fts WHERE chunk_fts MATCH ?"
-    return int(connection.exec_driver_sql(statement, (quoted(word),)).scalar() or 0)
+    return int(scalar(connection, statement, (quoted(word),)) or 0)
 
 
-def _averages(connection: Connection) -> tuple[int, int]:
+def _averages(connection: sqlite3.Connection) -> tuple[int, int]:
     """FTS5's row count and total tokens (all columns), from its averages record."""
-    blob = connection.exec_driver_sql(
+    blob = scalar(connection, 
         "SELECT block FROM chunk_fts_data WHERE id = ?", (_AVERAGES_ROWID,)
-    ).scalar()
+    )
     if not blob:
         return 0, 0
     numbers = _varints(blob)

@@ -31,7 +31,8 @@ from semsearch import loaders, stopping
 from semsearch.chunking import chunk_document
 from semsearch.embedder import Embedder
 from semsearch.reader import Reader, ReadJob, ReadLimits
-from semsearch.store import HEADING_SEPARATOR, NewChunk, NewDocument, Store, StoredDocument, embed_hash
+from semsearch.rows import HEADING_SEPARATOR, NewChunk, NewDocument, StoredDocument, embed_hash
+from semsearch.store import Store
 from semsearch.types import IndexProgress, IndexSummary, ParsedDocument, Skipped
 from semsearch.walker import FileEntry, is_gone, path_text, walk
 

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,7 +38,8 @@ from semsearch.memory_vectors import MAX_BYTES as MEMORY_VECTORS_MAX_BYTES
 from semsearch.memory_vectors import MemoryVectors, cosines, nearest
 from semsearch.recent_vectors import RecentVectors
 from semsearch.resident import Resident
-from semsearch.store import SegmentRecord, Store, VectorState, Writer
+from semsearch.rows import SegmentRecord, VectorState
+from semsearch.store import Store
 from semsearch.vector_index import (
     FLAT_SCORE_ERROR,
     SearchResult,
@@ -47,6 +49,9 @@ from semsearch.vector_index import (
     sync_directory,
     write_segment,
 )
+
+if TYPE_CHECKING:  # the write side is imported when something is written
+    from semsearch.writer import Writer
 
 SEGMENTS_DIR = "segments"
 LEGACY_FILE = "vectors.faiss"  # the single FAISS file of schema 0002 and before

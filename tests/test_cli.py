@@ -371,12 +371,12 @@ def test_an_index_folder_in_a_read_only_folder(runner, tmp_path, docs, fake_mode
 def test_database_is_locked_is_one_line(runner, tmp_path, docs, fake_model, monkeypatch):
     import sqlite3
 
-    import semsearch.store
+    import semsearch.database
 
     index = tmp_path / "idx"
     run(runner, "--index", index, "index", docs)
     (docs / "garden" / "roses.txt").write_text("Roses want sun.\n")
-    monkeypatch.setattr(semsearch.store, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(semsearch.database, "BUSY_TIMEOUT_MS", 100)
     other = sqlite3.connect(index / "semsearch.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
     try:

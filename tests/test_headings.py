@@ -198,7 +198,7 @@ def test_migration_0007_gives_existing_chunks_an_empty_heading(tmp_path):
 
 def test_formats_without_headings_are_current_from_version_2():
     from semsearch.ingest import INGEST_VERSION, is_current
-    from semsearch.store import StoredDocument
+    from semsearch.rows import StoredDocument
 
     def stored(fmt: str, version: int) -> StoredDocument:
         return StoredDocument(1, "/x", "file", "h", 1, 1, "T", fmt, version)

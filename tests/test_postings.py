@@ -356,7 +356,7 @@ def test_postings_brought_up_to_date_are_those_read_again(tmp_path, fake_embedde
                 engine.remove(*gone)
                 alive = [key for key in alive if key not in gone]
             if merged:
-                with engine._store._engine.begin() as connection:
+                with engine._store._writes().begin() as connection:
                     connection.exec_driver_sql("DELETE FROM tombstones")
             change = engine._store.keyword_postings_change(postings.ids, postings.lengths, postings_module.MAX_TOKENS, 10**9)
             updated = postings.changed(change)

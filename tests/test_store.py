@@ -79,7 +79,7 @@ def test_newer_schema_is_refused(tmp_path):
 def test_fts_follows_chunk_writes(tmp_path):
     import numpy as np
 
-    from semsearch.store import NewChunk
+    from semsearch.rows import NewChunk
     from semsearch.types import ChunkDraft, SearchFilter
 
     store = Store(tmp_path / "s.db")
@@ -176,15 +176,16 @@ def test_a_reader_sees_the_revision_and_the_segments_of_one_commit(tmp_path, fak
     """vector_state (and the copies read into memory) read in one snapshot: a commit landing
     between two of its reads is not seen by the second."""
     import semsearch
+    from semsearch.database import scalar
 
     with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
         engine.add_texts(["one note about herons"], ids=["a"])
         store = engine._store
-        with store._snapshot() as connection:
-            before = connection.exec_driver_sql("SELECT value FROM settings WHERE key = 'revision'").scalar()
+        with store._connections.reading(snapshot=True) as connection:
+            before = scalar(connection, "SELECT value FROM settings WHERE key = 'revision'")
             engine.add_texts(["another note about kestrels"], ids=["b"])  # another connection commits
-            again = connection.exec_driver_sql("SELECT value FROM settings WHERE key = 'revision'").scalar()
-            segments = connection.exec_driver_sql("SELECT count(*) FROM segments").scalar()
+            again = scalar(connection, "SELECT value FROM settings WHERE key = 'revision'")
+            segments = scalar(connection, "SELECT count(*) FROM segments")
         assert again == before
         state = store.vector_state()
         assert state.revision == int(before) + 1 and len(state.segments) == segments + 1

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import semsearch
-from semsearch.store import SegmentRecord
+from semsearch.rows import SegmentRecord
 from semsearch.tokens import WordTokenCounter
 from semsearch.vector_store import (
     MAX_SEGMENTS,
@@ -123,7 +123,7 @@ def test_a_repeated_id_in_one_call_keeps_the_last_text_and_both_stores_agree(tmp
 
 
 def test_a_chunk_inserted_and_deleted_in_one_transaction_reaches_no_segment(tmp_path, fake_embedder):
-    from semsearch.store import NewChunk, embed_hash
+    from semsearch.rows import NewChunk, embed_hash
     from semsearch.types import ChunkDraft
 
     index_dir = tmp_path / "idx"
