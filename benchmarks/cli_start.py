@@ -16,6 +16,9 @@ checkout (``git worktree add``), alternating, and checks that both print the sam
 
     .venv/bin/python benchmarks/cli_start.py --index INDEX --baseline-src /tmp/sem-head --runs 9
 
+``--baseline-cache DIR`` gives the baseline a model cache of its own (``SEMSEARCH_CACHE``), e.g. a
+copy of the cache as that version wrote it. Both versions run from compiled bytecode.
+
 Prints each wall time and the medians. ``benchmarks/scale.py`` measures the first two figures at
 each size; this script measures them alone, e.g. with every other process on the machine paused.
 """
@@ -106,8 +109,17 @@ def against_baseline(args, search: list[str]) -> None:
         if entry.name != "__pycache__":
             (links / entry.name).symlink_to(entry)
     (links / "migrations").symlink_to(source / "migrations")
+    # Both versions run from compiled bytecode, as an installed package does (with
+    # PYTHONDONTWRITEBYTECODE set, nothing would be cached and every run would compile again).
+    import compileall
+
+    for folder in (Path(__file__).resolve().parent.parent / "semsearch", links):
+        compileall.compile_dir(str(folder), quiet=1)
     env = {**os.environ, "SEMSEARCH_KEEP_WARM": "0"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     base_env = {**env, "PYTHONPATH": str(links.parent), "PYTHONSAFEPATH": "1"}
+    if args.baseline_cache:  # the baseline reads its own copy of the model cache, as it left it
+        base_env["SEMSEARCH_CACHE"] = str(args.baseline_cache)
     command = [sys.executable, "-m", "semsearch", *search[1:], "--local"]
     timed(command, env)
     timed(command, base_env)
@@ -134,6 +146,7 @@ def main() -> None:
     parser.add_argument("--query", default="how do I configure logging")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--baseline-src", type=Path, help="compare --local searches with this checkout instead")
+    parser.add_argument("--baseline-cache", type=Path, help="SEMSEARCH_CACHE for the baseline's searches (its own exports)")
     parser.add_argument("--work", default="/tmp/semsearch-cli-start", help="where the baseline's import links go")
     args = parser.parse_args()
     search = [str(BIN / "semsearch"), "--index", str(args.index), "search", args.query, "-n", "10"]

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from semsearch.embedder import DEFAULT_MODEL  # noqa: E402
 from semsearch.onnx_embedder import OnnxQueryEmbedder  # noqa: E402
-from semsearch.onnx_export import query_model_dir  # noqa: E402
+from semsearch.model_cache import query_model_dir  # noqa: E402
 
 QUERIES = (
     "how do I reset my password",

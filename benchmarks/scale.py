@@ -582,7 +582,7 @@ def ensure_query_model(env: dict[str, str], workdir: Path) -> None:
     check = (
         "from semsearch.embedder import canonical_model_name as c\n"
         "from semsearch.onnx_embedder import OnnxQueryEmbedder as O\n"
-        "from semsearch.onnx_export import query_model_dir as d\n"
+        "from semsearch.model_cache import query_model_dir as d\n"
         "print(O.available(d(c(None))))"
     )
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env,

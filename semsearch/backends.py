@@ -96,11 +96,13 @@ def load_embedder(
     if precision not in PRECISIONS:
         raise ModelLoadError(f"unknown precision {precision!r}; use {' or '.join(PRECISIONS)}")
     from semsearch.onnx_embedder import OnnxEmbedder
-    from semsearch.onnx_export import UnsupportedModelError, export_query_model, quantize_model, query_model_dir
+    from semsearch.model_cache import query_model_dir
+    from semsearch.onnx_export import UnsupportedModelError, export_query_model, quantize_model
 
     directory = query_model_dir(model)
     if precision == "fp32":
         if device == "cpu" and OnnxEmbedder.available(directory):
+            _weights_apart(directory, "fp32")
             try:
                 return _onnx(directory, "fp32")
             except SemsearchError:
@@ -119,9 +121,21 @@ def load_embedder(
                 raise UnsupportedModelError(f"{model} is not a sentence-transformers model, so it has no export")
             export_query_model(sentence_transformer, directory, name=model)
         quantize_model(directory)
+        _weights_apart(directory, "int8")
         return _onnx(directory, "int8")
     except UnsupportedModelError as error:
         raise ModelLoadError(f"cannot embed {model} at int8: {error}; use --precision fp32") from None
+
+
+def _weights_apart(directory: Path, precision: str) -> None:
+    """Give an older export's model its weights file (searches then load it in half the time);
+    best effort: the export works as it is."""
+    from semsearch.onnx_export import keep_weights_apart
+
+    try:
+        keep_weights_apart(directory, precision)
+    except Exception:  # noqa: BLE001 - a full disk, a read-only cache: searches load the old way
+        pass
 
 
 def _onnx(directory: Path, precision: str) -> Embedder:

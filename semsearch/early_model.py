@@ -40,7 +40,7 @@ class EarlyQueryModel:
     def _load(self) -> None:
         try:
             from semsearch.onnx_embedder import OnnxEmbedder
-            from semsearch.onnx_export import query_model_dir
+            from semsearch.model_cache import query_model_dir
 
             directory = query_model_dir(self.model)
             if OnnxEmbedder.available(directory, self.precision):

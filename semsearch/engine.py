@@ -45,7 +45,8 @@ from semsearch.errors import (
 from semsearch.location import DATABASE_NAME, default_index_dir
 from semsearch.locking import WriteLock
 from semsearch.onnx_embedder import OnnxEmbedder
-from semsearch.onnx_export import export_query_model, query_model_dir
+from semsearch.model_cache import query_model_dir
+from semsearch.onnx_export import export_query_model
 from semsearch.postings import CHANGED_SHARE as POSTINGS_CHANGED_SHARE
 from semsearch.postings import MAX_TOKENS as POSTINGS_MAX_TOKENS
 from semsearch.postings import Postings

