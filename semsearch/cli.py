@@ -198,7 +198,7 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
     Each hit is shown with its relevance, from 0 to 1: about how often a hit like it was judged
     relevant when semsearch was calibrated (0.6: about 60% of the time; see docs/quality.md).
     If a `semsearch serve` of the same index is running on this machine, the search is sent to
-    it (no model to load here: about 0.3 s instead of 0.6-1 s). A search answered here starts
+    it (no model to load here: about 0.3 s instead of 0.5-0.8 s). A search answered here starts
     one in the background, which stops after 10 minutes without a search
     ($SEMSEARCH_KEEP_WARM=SECONDS sets that time, 0 turns it off). --local does neither.
     """

@@ -1,10 +1,12 @@
 """Loading a search's query model while the rest of semsearch is still being imported.
 
-A ``semsearch search`` answered in its own process spends about 0.3 s importing SQLAlchemy and the
-search stack and another 0.3 s building the onnxruntime session of the query model, one after
-the other. onnxruntime builds a session without holding the GIL, so the two can overlap: this
-module reads the index's model and precision with :mod:`sqlite3` alone (read-only, no
-SQLAlchemy, no lock) and builds the session on a thread of its own. The engine takes it
+A ``semsearch search`` answered in its own process spends a few tenths of a second importing the
+search stack (numpy, FAISS, the engine) and about as long importing onnxruntime and building the
+session of the query model. onnxruntime builds a session without holding the GIL, so the two can
+overlap: this module reads the index's model and precision with :mod:`sqlite3` alone
+(read-only, no lock) and loads the model on a thread of its own. Imports hold the GIL, so the
+thread's go first (:func:`start` waits for them), and the session then builds while the main
+thread imports the rest. The engine takes it
 (:meth:`semsearch.engine.Engine.offer_query_model`) only if it is the model the engine would load
 itself; anything unexpected here (no index, no export, a damaged file) only means the engine
 loads the model the usual way. Measured: docs/benchmarks.md, "Answering a query".
@@ -21,6 +23,8 @@ from pathlib import Path
 
 from semsearch.location import DATABASE_NAME
 
+IMPORTS_WAITED = 2.0  # seconds start() waits for the thread's imports, at most
+
 
 class EarlyQueryModel:
     """The query model of one index, being loaded on a thread of its own.
@@ -34,19 +38,31 @@ class EarlyQueryModel:
         self.model = model
         self.precision = precision
         self._embedder = None
+        self._imported = threading.Event()  # set once the thread needs the GIL no more (or failed)
         self._thread = threading.Thread(target=self._load, name="semsearch-query-model")
         self._thread.start()
 
     def _load(self) -> None:
         try:
-            from semsearch.onnx_embedder import OnnxEmbedder
             from semsearch.model_cache import query_model_dir
+            from semsearch.onnx_embedder import OnnxEmbedder, import_onnxruntime
+
+            import_onnxruntime()
+            import tokenizers  # noqa: F401 - imported here, before the imports of the search stack
 
             directory = query_model_dir(self.model)
             if OnnxEmbedder.available(directory, self.precision):
+                self._imported.set()
                 self._embedder = OnnxEmbedder(directory, precision=self.precision, batch_size=1)
         except Exception:  # noqa: BLE001 - the engine loads it the usual way and reports what is wrong
             self._embedder = None
+        finally:
+            self._imported.set()
+
+    def wait_for_imports(self, timeout: float) -> None:
+        """Return once the thread has imported what it needs and is building the session (which
+        holds no GIL), or after ``timeout`` seconds."""
+        self._imported.wait(timeout)
 
     def result(self):
         """The loaded :class:`semsearch.onnx_embedder.OnnxEmbedder`, or ``None`` (waits for the thread)."""
@@ -73,4 +89,8 @@ def start(index_dir: str | Path) -> EarlyQueryModel | None:
         return None
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # as import_onnxruntime does, but here, not on the thread
     precision = found.get("precision") or "fp32"
-    return EarlyQueryModel(model, precision if isinstance(precision, str) else "fp32")
+    early = EarlyQueryModel(model, precision if isinstance(precision, str) else "fp32")
+    # Python imports hold the GIL: imported side by side, the thread's imports and the search
+    # stack's would take turns, and the session (the part that runs beside them) would start late.
+    early.wait_for_imports(IMPORTS_WAITED)
+    return early

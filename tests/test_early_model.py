@@ -67,6 +67,28 @@ def test_the_index_query_model_loads_on_its_own_thread(real_corpus_index, loadin
         assert [h.chunk_id for h in engine.search("ownership and borrowing", limit=5)] == [h.chunk_id for h in own]
 
 
+def test_start_returns_once_the_threads_imports_are_done(real_corpus_index):
+    # In a new process (this one has imported everything already): when start() returns, the
+    # thread has imported onnxruntime and tokenizers, so the search stack's imports do not take
+    # turns with them; and a search imports no SQLAlchemy (reads run on sqlite3).
+    script = (
+        "import sys\n"
+        "from semsearch import early_model\n"
+        "early = early_model.start(sys.argv[1])\n"
+        "print(sorted(m for m in ('onnxruntime', 'tokenizers') if m in sys.modules))\n"
+        "assert early.result() is not None\n"
+        "import semsearch\n"
+        "with semsearch.open(sys.argv[1], create=False) as engine:\n"
+        "    engine.offer_query_model(early)\n"
+        "    assert engine.search('ownership and borrowing', limit=3)\n"
+        "print('sqlalchemy' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(real_corpus_index)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["['onnxruntime', 'tokenizers']", "False"]
+
+
 class Offered:
     def __init__(self, embedder):
         self.embedder = embedder
