@@ -11,8 +11,22 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from semsearch.errors import SemsearchError
-from semsearch.types import Hit, IndexProgress, IndexStatus, IndexSummary, Mode, Skipped
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from semsearch.engine import Engine
+    from semsearch.errors import SemsearchError
+    from semsearch.reader import ReadLimits
+    from semsearch.types import Hit, IndexProgress, IndexStatus, IndexSummary, Mode, Skipped
+
+# Imported when first used (PEP 562), so that `import semsearch.<anything>` costs nothing here:
+# the `semsearch` command starts a search's model before it imports the rest (semsearch.launch).
+_LAZY = {
+    "Engine": "semsearch.engine",
+    "SemsearchError": "semsearch.errors",
+    "ReadLimits": "semsearch.reader",
+    **{name: "semsearch.types" for name in ("Hit", "IndexProgress", "IndexStatus", "IndexSummary", "Mode", "Skipped")},
+}
 
 __all__ = [
     "__version__",
@@ -42,12 +56,8 @@ def open(path: str | None = None, model: str | None = None, **options):  # noqa:
 
 
 def __getattr__(name: str):
-    if name == "Engine":
-        from semsearch.engine import Engine
+    if name in _LAZY:
+        import importlib
 
-        return Engine
-    if name == "ReadLimits":
-        from semsearch.reader import ReadLimits
-
-        return ReadLimits
-    raise AttributeError(name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'semsearch' has no attribute {name!r}")

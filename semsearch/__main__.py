@@ -1,3 +1,3 @@
-from semsearch.cli import main
+from semsearch.launch import main
 
 main()

@@ -70,10 +70,23 @@ class EarlyQueryModel:
         return self._embedder
 
 
-def start(index_dir: str | Path) -> EarlyQueryModel | None:
+# The model semsearch.launch started before the command line was imported, and its database.
+_waiting: tuple[Path, EarlyQueryModel] | None = None
+
+
+def start(index_dir: str | Path, *, for_later: bool = False) -> EarlyQueryModel | None:
     """Start loading the query model of the index in ``index_dir``; ``None`` when its settings
-    cannot be read (no index yet, an index being created, an unreadable file)."""
+    cannot be read (no index yet, an index being created, an unreadable file).
+
+    ``for_later``: keep it for the next call for the same folder, which then returns it instead
+    of loading another (the ``semsearch`` command starts it before importing its commands).
+    """
+    global _waiting
     database = Path(index_dir).expanduser() / DATABASE_NAME
+    waiting, _waiting = _waiting, None
+    if waiting is not None and not for_later:
+        if waiting[0] == database.absolute():
+            return waiting[1]
     if not database.is_file():
         return None
     try:
@@ -93,4 +106,6 @@ def start(index_dir: str | Path) -> EarlyQueryModel | None:
     # Python imports hold the GIL: imported side by side, the thread's imports and the search
     # stack's would take turns, and the session (the part that runs beside them) would start late.
     early.wait_for_imports(IMPORTS_WAITED)
+    if for_later:
+        _waiting = (database.absolute(), early)
     return early

@@ -22,16 +22,16 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from semsearch import __version__
 from semsearch.location import DATABASE_NAME
 
 
-@dataclass(frozen=True)
-class Announced:
-    """A server of an index, as its record describes it."""
+class Announced(NamedTuple):
+    """A server of an index, as its record describes it. (A named tuple, not a dataclass: the
+    `semsearch` command reads records before anything else is imported; see semsearch.launch.)"""
 
     url: str  # http://HOST:PORT/, an address of this machine
     token: str | None

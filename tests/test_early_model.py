@@ -168,3 +168,51 @@ def test_a_search_with_its_output_closed_ends_quietly(real_corpus_index):
                             check=False, pass_fds=(), close_fds=True,
                             preexec_fn=lambda: os.close(1))
     assert result.returncode == 0 and "Traceback" not in result.stderr and "Exception" not in result.stderr
+
+
+def test_the_command_starts_a_search_model_before_importing_its_commands(real_corpus_index, monkeypatch):
+    from semsearch import launch
+
+    monkeypatch.setenv("SEMSEARCH_INDEX", "/from/the/environment")
+    index = str(real_corpus_index)
+    assert launch.search_index(["--index", index, "search", "q"]) == real_corpus_index
+    assert launch.search_index(["search", "--index=/b", "-n", "3", "q"]).as_posix() == "/b"
+    assert launch.search_index(["--index", "/a", "search", "--index", "/c", "q"]).as_posix() == "/c"  # last wins
+    assert launch.search_index(["search", "q"]).as_posix() == "/from/the/environment"
+    assert launch.search_index(["search", "--", "--index", "/z"]).as_posix() == "/from/the/environment"
+    for others in (["index", "/x"], ["status"], [], ["--help"], ["search", "--help"],
+                   ["search", "--mode", "keyword", "q"], ["search", "--mode=keyword", "q"]):
+        assert launch.search_index(others) is None, others
+    # What it starts is what the search command then takes, once; another folder loads its own.
+    early = early_model.start(real_corpus_index, for_later=True)
+    assert early is not None
+    assert early_model.start(real_corpus_index / ".") is early
+    again = early_model.start(real_corpus_index)
+    assert again is not early and again.result() is not None
+
+
+def test_the_command_process_imports_its_commands_after_the_model(real_corpus_index):
+    script = (
+        "import sys\n"
+        "import semsearch.early_model as early_model\n"
+        "loaded = []\n"
+        "original = early_model.start\n"
+        "def start(*args, **kwargs):\n"
+        "    loaded.append(('semsearch.cli' in sys.modules, kwargs.get('for_later', False)))\n"
+        "    found = original(*args, **kwargs)\n"
+        "    loaded.append(id(found))\n"
+        "    print(loaded, file=sys.stderr, flush=True)\n"
+        "    return found\n"
+        "early_model.start = start\n"
+        "sys.argv = ['semsearch', '--index', sys.argv[1], 'search', '--local', '-n', '1', 'ownership']\n"
+        "from semsearch.launch import main\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(real_corpus_index)], capture_output=True,
+                            text=True, env={**os.environ, "SEMSEARCH_KEEP_WARM": "0"}, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    # started before the commands were imported, then taken by the search command (not loaded again)
+    last = [line for line in result.stderr.splitlines() if line.startswith("[")][-1]
+    first_call, first_model, second_call, second_model = eval(last)  # noqa: S307 - our own output
+    assert (first_call, second_call) == ((False, True), (True, False)) and first_model == second_model
