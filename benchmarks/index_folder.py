@@ -83,13 +83,10 @@ def _edit_one_file(corpus: Path) -> Path:
 
 def _compare_batching(engine, sample: int) -> None:
     """Texts/second for the same chunks: pooled+sorted by tokens vs per document in corpus order."""
-    from sqlalchemy import text as sql
-
-    with engine._store._engine.connect() as connection:
+    with engine._store._connections.reading() as connection:
         rows = connection.execute(
-            sql("SELECT document_id, context, text, tokens FROM chunks ORDER BY document_id, ordinal LIMIT :n"),
-            {"n": sample},
-        ).all()
+            "SELECT document_id, context, text, tokens FROM chunks ORDER BY document_id, ordinal LIMIT ?", (sample,)
+        ).fetchall()
     texts = [(doc, f"{context}\n{body}" if context else body, tokens) for doc, context, body, tokens in rows]
     embedder = engine.embedder
 

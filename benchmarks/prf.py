@@ -67,12 +67,12 @@ def expansion(self, query, where):
         ids = [i for i, _ in base]
         scores = np.array([s for _, s in base])
         weights = scores / scores.sum()
-        with self._store._engine.connect() as c:
-            c.exec_driver_sql("DELETE FROM temp.scratch_rows")
-            rows = c.exec_driver_sql(f"SELECT id, context, text FROM chunks WHERE id IN ({','.join(map(str, ids))})").all()
-            c.exec_driver_sql("INSERT INTO temp.scratch_rows(rowid, context, text) VALUES (?, ?, ?)", [tuple(r) for r in rows])
-            counts = c.exec_driver_sql("SELECT doc, term, count(*) FROM temp.scratch_terms GROUP BY doc, term").all()
-            c.exec_driver_sql("DELETE FROM temp.scratch_rows")
+        with self._store._connections.reading() as c:
+            c.execute("DELETE FROM temp.scratch_rows")
+            rows = c.execute(f"SELECT id, context, text FROM chunks WHERE id IN ({','.join(map(str, ids))})").fetchall()
+            c.executemany("INSERT INTO temp.scratch_rows(rowid, context, text) VALUES (?, ?, ?)", [tuple(r) for r in rows])
+            counts = c.execute("SELECT doc, term, count(*) FROM temp.scratch_terms GROUP BY doc, term").fetchall()
+            c.execute("DELETE FROM temp.scratch_rows")
             lengths = {}
             for doc, term, n in counts:
                 lengths[doc] = lengths.get(doc, 0) + n

@@ -75,15 +75,18 @@ def _metadata_documents(key: str, value: Any, *, tested: bool = False) -> Sql:
     options = [Sql("(document_meta.type = 'text' AND document_meta.value = ?)", (wanted,))]
     number = _JSON_NUMBER.fullmatch(wanted)
     if number is not None:
-        parsed = float(wanted) if number.group(1) or number.group(2) else int(wanted)
+        parsed: float | int = float(wanted) if number.group(1) or number.group(2) else int(wanted)
+        if isinstance(parsed, int) and not -(2**63) <= parsed < 2**63:
+            parsed = float(parsed)  # past SQLite's integers: compared as the real number it is
         options.append(Sql("(document_meta.type IN ('integer', 'real') AND document_meta.value = ?)", (parsed,)))
     if wanted.lower() in ("true", "false", "null"):
         options.append(Sql("document_meta.type = ?", (wanted.lower(),)))
     either = joined(options, " OR ")
-    query = (
-        "SELECT document_meta.document_id FROM document_meta"
-        f" WHERE document_meta.key = ? AND ({either.text})"
-    )
+    # Testing one document, its rows are found by id: "+key" keeps SQLite from driving the
+    # lookup by the (key, value) index instead, which scanned every row holding the key for each
+    # document tested (minutes for a keyword search with a narrow filter on 40,000 documents).
+    key_column = "+document_meta.key" if tested else "document_meta.key"
+    query = f"SELECT document_meta.document_id FROM document_meta WHERE {key_column} = ? AND ({either.text})"
     if tested:
         query += " AND document_meta.document_id = documents.id"
     return Sql(query, (key, *either.parameters))

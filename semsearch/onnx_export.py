@@ -384,13 +384,13 @@ def keep_weights_apart(directory: Path, precision: str = "fp32") -> bool:
             return False  # another process is doing it
         if not _holds_weights(model_file):
             return False
+        for stale in directory.glob(".weights.*"):  # left by a process killed here before
+            shutil.rmtree(stale, ignore_errors=True)
         staged = Path(tempfile.mkdtemp(prefix=".weights.", dir=directory))
         try:
             for name in (CONFIG_NAME, TOKENIZER_NAME):
                 (staged / name).symlink_to(directory / name)
             _save_weights_apart(model_file, staged / model_file.name)
-            for name in (model_file.name, weights_name(model_file.name)):
-                (staged / name).chmod(0o644)  # onnx writes the weights 0600; an export is no secret
             texts = list(CHECK_TEXTS)
             before = OnnxEmbedder(directory, precision=precision, batch_size=1).embed(texts)
             after = OnnxEmbedder(staged, precision=precision, batch_size=1).embed(texts)
@@ -427,3 +427,5 @@ def _save_weights_apart(model_file: Path, target: Path | None = None) -> None:
         location=weights_name(target.name),
         size_threshold=1024,
     )
+    for written in (target, target.with_name(weights_name(target.name))):
+        written.chmod(0o644)  # onnx writes the weights 0600; a model shared by a machine's users is no secret

@@ -117,12 +117,15 @@ def test_an_older_export_gets_its_weights_apart_with_the_same_vectors(export, tm
     onnx_package.save_model(onnx_package.load(str(export / MODEL_NAME)), str(older / MODEL_NAME))  # weights inside
     assert (older / MODEL_NAME).stat().st_size > 50_000_000
     before = OnnxQueryEmbedder(older).embed(TEXTS)
+    (older / ".weights.abc123").mkdir()  # what a process killed while moving them leaves
+    (older / ".weights.abc123" / weights_name(MODEL_NAME)).write_bytes(b"half written")
 
     assert keep_weights_apart(older) is True
     assert sorted(p.name for p in older.iterdir()) == sorted(
         [CONFIG_NAME, MODEL_NAME, weights_name(MODEL_NAME), TOKENIZER_NAME]
     )
     assert (older / MODEL_NAME).stat().st_size < 1_000_000
+    assert (older / weights_name(MODEL_NAME)).stat().st_mode & 0o777 == 0o644
     np.testing.assert_array_equal(OnnxQueryEmbedder(older).embed(TEXTS), before)
     assert keep_weights_apart(older) is False  # nothing left to move
     assert keep_weights_apart(older, "int8") is False  # no int8 copy made yet
@@ -135,6 +138,8 @@ def test_export_is_a_complete_folder_with_nothing_left_over(export):
         [CONFIG_NAME, MODEL_NAME, weights_name(MODEL_NAME), TOKENIZER_NAME]
     )
     assert (export / MODEL_NAME).stat().st_size < 1_000_000  # the graph; its weights are in a file apart
+    for name in (MODEL_NAME, weights_name(MODEL_NAME)):  # readable by the machine's other users
+        assert (export / name).stat().st_mode & 0o777 == 0o644, name
     assert [p.name for p in export.parent.iterdir()] == [export.name]  # no .partial folders
     config = json.loads((export / CONFIG_NAME).read_text())
     assert config["model"] == DEFAULT_MODEL
