@@ -226,12 +226,15 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
             from semsearch.location import default_index_dir
 
             early = early_model.start(index_dir or settings.index or default_index_dir())
-        with _open(settings, index_dir, create=False) as engine:
-            engine.offer_query_model(early)
-            hits = engine.search(query, limit=limit, mode=mode, path=path_glob, types=types,
-                                 metadata=metadata, group_by_document=group_by_document, reranker=reranker,
-                                 min_score=min_score)
-            directory = engine.directory
+        try:
+            with _open(settings, index_dir, create=False) as engine:
+                engine.offer_query_model(early)
+                hits = engine.search(query, limit=limit, mode=mode, path=path_glob, types=types,
+                                     metadata=metadata, group_by_document=group_by_document, reranker=reranker,
+                                     min_score=min_score)
+                directory = engine.directory
+        except KeyboardInterrupt:
+            _interrupted_search()
         if shared:  # answered here: keep a server warm for the next search (semsearch.warm)
             from semsearch import warm
 
@@ -247,6 +250,23 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
 
 # Set by main(): this process is the `semsearch` command itself, not a caller of the click group.
 _COMMAND_PROCESS = False
+
+
+def _interrupted_search() -> None:
+    """A Ctrl-C during a search: the `semsearch` process ends at once with 130 (a search has
+    nothing to save). Ending the usual way waits for the query model's thread, which a Ctrl-C
+    landing inside an import could leave waiting for that import's lock for ever."""
+    if not _COMMAND_PROCESS:
+        raise KeyboardInterrupt
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        sys.stderr.write("Interrupted.\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(130)
 
 
 def _exit_at_once_when_done() -> None:

@@ -16,6 +16,7 @@ Imports nothing heavy.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,14 +26,18 @@ SEARCH = "search"
 
 def main() -> None:
     """Run the ``semsearch`` command (the console script and ``python -m semsearch``)."""
-    index_dir = search_index(sys.argv[1:])
-    if index_dir is not None:
-        from semsearch import early_model, rendezvous
+    try:
+        index_dir = search_index(sys.argv[1:])
+        if index_dir is not None:
+            from semsearch import early_model, rendezvous
 
-        if "--local" in sys.argv[1:] or rendezvous.find(index_dir) is None:
-            early_model.start(index_dir, for_later=True)
-    from semsearch.cli import main as run
-
+            if "--local" in sys.argv[1:] or rendezvous.find(index_dir) is None:
+                early_model.start(index_dir, for_later=True)
+        from semsearch.cli import main as run
+    except KeyboardInterrupt:  # before the command line's own handling: nothing started to save
+        sys.stderr.write("Interrupted.\n")
+        sys.stderr.flush()
+        os._exit(130)
     run()
 
 

@@ -216,3 +216,22 @@ def test_the_command_process_imports_its_commands_after_the_model(real_corpus_in
     last = [line for line in result.stderr.splitlines() if line.startswith("[")][-1]
     first_call, first_model, second_call, second_model = eval(last)  # noqa: S307 - our own output
     assert (first_call, second_call) == ((False, True), (True, False)) and first_model == second_model
+
+
+@pytest.mark.parametrize("after", [0.05, 0.15, 0.3, 0.45])
+def test_a_search_interrupted_while_its_model_loads_ends_with_130(real_corpus_index, after):
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "semsearch", "--index", str(real_corpus_index), "search", "--local", "ownership"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "SEMSEARCH_KEEP_WARM": "0"},
+    )
+    time.sleep(after)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)  # never hangs waiting for the model's thread
+    if process.returncode == 0:  # it had finished already
+        assert out.strip()
+        return
+    assert process.returncode == 130, err
+    assert "Interrupted." in err and "Traceback" not in err, err
