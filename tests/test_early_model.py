@@ -218,8 +218,11 @@ def test_the_command_process_imports_its_commands_after_the_model(real_corpus_in
     assert (first_call, second_call) == ((False, True), (True, False)) and first_model == second_model
 
 
-@pytest.mark.parametrize("after", [0.05, 0.15, 0.3, 0.45])
-def test_a_search_interrupted_while_its_model_loads_ends_with_130(real_corpus_index, after):
+@pytest.mark.parametrize("loaded", ["_multiarray_umath", "onnxruntime_pybind11_state", "swigfaiss"])
+def test_a_search_interrupted_while_its_model_loads_ends_with_130(real_corpus_index, loaded):
+    """Ctrl-C once the process has mapped ``loaded``: numpy (the model thread's imports, which the
+    entry point waits for), onnxruntime (its session being built), FAISS (the main thread's
+    imports beside it). It ends at once with 130, never waiting for the model's thread."""
     import signal
     import time
 
@@ -227,7 +230,15 @@ def test_a_search_interrupted_while_its_model_loads_ends_with_130(real_corpus_in
         [sys.executable, "-m", "semsearch", "--index", str(real_corpus_index), "search", "--local", "ownership"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "SEMSEARCH_KEEP_WARM": "0"},
     )
-    time.sleep(after)
+    deadline = time.monotonic() + 20
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{process.pid}/maps") as maps:
+                if loaded in maps.read():
+                    break
+        except OSError:
+            break
+        time.sleep(0.002)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)  # never hangs waiting for the model's thread
     if process.returncode == 0:  # it had finished already
