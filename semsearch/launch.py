@@ -83,4 +83,3 @@ def search_index(arguments: Sequence[str]) -> Path | None:
     from semsearch.location import default_index_dir
 
     return default_index_dir()
-
