@@ -10,10 +10,12 @@ Queries are held-out vectors of the same kind (``--queries`` of them, removed fr
 set): for real data, real chunks' embeddings, so the queries have the distribution of real text.
 The ground truth is exact cosine top-10 by numpy. Each approximate search goes through
 :class:`semsearch.vector_index.Segment` as the engine does (IVF lists, 8-bit codes) and then
-rescoring the best ``10 + 32`` candidates with their float32 vectors, which is what
-``VectorStore.search`` does. Also measured: 16-bit codes instead of 8-bit (size and recall), and
-the time of an exact (flat, float16) scan at several sizes. Time is CPU time of this process per
-query, median, one thread.
+rescoring the best ``10 + 5`` candidates with their float32 vectors, which is what
+``VectorStore.search`` does. Also measured: recall at a fixed number of probed lists as the
+segment grows (random subsets of an eighth, a quarter and half of the vectors), how many
+candidates need rescoring, 16-bit codes instead of 8-bit (size and recall), and the time of an
+exact (flat, float16) scan at several sizes. Time is CPU time of this process per query, median,
+one thread.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS.parent))
 
 from semsearch.vector_index import Segment, list_count, write_segment  # noqa: E402
+from semsearch.vector_store import PROBES as DEFAULT_PROBES  # noqa: E402
 
 LIMIT = 10
-RESCORED = LIMIT + 32  # VectorStore.search rescores limit + max(limit // 2, 32) candidates
-PROBES = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08)
+RESCORED = LIMIT + 5  # VectorStore.search rescores limit + max(limit // 2, 5) candidates (IVF)
+PROBES = (8, 12, 16, 24, 32, 48)  # lists probed a segment (semsearch's default: DEFAULT_PROBES)
+DEPTHS = (10, 15, 42, 100)
 
 
 def real_vectors(index: Path) -> np.ndarray:
@@ -71,11 +75,13 @@ def exact_top(base: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return np.concatenate(tops) + 1  # ids are 1-based, as chunk ids are
 
 
-def measure(segment: Segment, base: np.ndarray, queries: np.ndarray, truth: np.ndarray, probe: float) -> tuple[float, float]:
+def measure(
+    segment: Segment, base: np.ndarray, queries: np.ndarray, truth: np.ndarray, probes: int, depth: int = RESCORED
+) -> tuple[float, float]:
     recalls, seconds = [], []
     for query, expected in zip(queries, truth):
         started = time.process_time()
-        candidates = segment.search(query, RESCORED, probe=probe)[0].ids
+        candidates = segment.search(query, depth, probes=probes)[0].ids
         exact = base[candidates - 1] @ query  # the engine reads these float32 vectors from SQLite
         found = candidates[np.argsort(-exact)[:LIMIT]]
         seconds.append(time.process_time() - started)
@@ -97,6 +103,23 @@ def fp16_ivf(path: Path, base: np.ndarray) -> Segment:
     index.add_with_ids(base, np.arange(1, len(base) + 1, dtype=np.int64))
     faiss.write_index(index, str(path))
     return Segment.open(path, dimension)
+
+
+def growth(vectors: np.ndarray, queries: int, folder: Path) -> list[tuple[int, int, list[float]]]:
+    """Recall@10 at each of :data:`PROBES` for random subsets of the vectors, smallest first:
+    whether a fixed number of probed lists keeps its recall as a segment grows."""
+    rows = []
+    for share in (8, 4, 2, 1):
+        count = len(vectors) // share
+        subset = vectors[np.sort(np.random.default_rng(share).choice(len(vectors), size=count, replace=False))]
+        base, held = split(subset, queries, seed=share)
+        truth = exact_top(base, held)
+        path = folder / f"growth-{share}"
+        write_segment(path, np.arange(1, len(base) + 1, dtype=np.int64), base, kind="ivf")
+        segment = Segment.open(path, base.shape[1])
+        rows.append((len(base), segment.lists, [measure(segment, base, held, truth, probes)[0] for probes in PROBES]))
+        path.unlink()
+    return rows
 
 
 def exact_scan_costs(base: np.ndarray, queries: np.ndarray, folder: Path) -> list[tuple[int, float]]:
@@ -142,17 +165,27 @@ def main() -> None:
         size8 = (folder / "ivf").stat().st_size
         print(f"IVF segment: {segment.lists} lists, 8-bit codes, {size8 / len(base):.0f} bytes per vector, "
               f"built in {built:.1f} s\n")
-        print("| codes | share of lists probed | lists probed | recall@10 | CPU per query |")
+        print("| codes | lists probed | share of lists probed | recall@10 | CPU per query |")
         print("|---|---|---|---|---|")
-        for probe in PROBES:
-            recall, seconds = measure(segment, base, queries, truth, probe)
-            probed = max(8, int(np.ceil(segment.lists * probe)))
-            print(f"| 8-bit | {probe:.0%} | {probed} | {recall:.3f} | {seconds * 1000:.2f} ms |")
+        for probes in PROBES:
+            recall, seconds = measure(segment, base, queries, truth, probes)
+            print(f"| 8-bit | {probes} | {probes / segment.lists:.1%} | {recall:.3f} | {seconds * 1000:.2f} ms |")
         half = fp16_ivf(folder / "ivf16", base)
         size16 = (folder / "ivf16").stat().st_size
-        for probe in (0.03, 0.05):
-            recall, seconds = measure(half, base, queries, truth, probe)
-            print(f"| 16-bit ({size16 / len(base):.0f} B/vector) | {probe:.0%} | - | {recall:.3f} | {seconds * 1000:.2f} ms |")
+        for probes in (16, 24):
+            recall, seconds = measure(half, base, queries, truth, probes)
+            print(f"| 16-bit ({size16 / len(base):.0f} B/vector) | {probes} | {probes / half.lists:.1%} | {recall:.3f} | {seconds * 1000:.2f} ms |")
+        print(f"\nCandidates rescored with float32 vectors (8-bit codes, {DEFAULT_PROBES} lists probed):\n")
+        print("| candidates rescored | recall@10 | CPU per query |")
+        print("|---|---|---|")
+        for depth in DEPTHS:
+            recall, seconds = measure(segment, base, queries, truth, DEFAULT_PROBES, depth)
+            print(f"| {depth} | {recall:.3f} | {seconds * 1000:.2f} ms |")
+        print("\nRecall@10 at a fixed number of probed lists as the segment grows (random subsets):\n")
+        print("| vectors | lists | " + " | ".join(f"{probes} probed" for probes in PROBES) + " |")
+        print("|---" * (2 + len(PROBES)) + "|")
+        for count, lists, recalls in growth(vectors, args.queries, folder):
+            print(f"| {count:,} | {lists} | " + " | ".join(f"{recall:.3f}" for recall in recalls) + " |")
         print("\nExact search (one flat segment, float16), CPU per query:\n")
         print("| vectors | CPU per query |")
         print("|---|---|")

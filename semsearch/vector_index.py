@@ -7,8 +7,8 @@ rename), and never changed; deletions are applied at search time by an id select
 
 - ``flat``: one inverted list (a single zero centroid), so a search scans every vector; vectors
   are stored as float16, so a score is within :data:`FLAT_SCORE_ERROR` of the exact cosine;
-- ``ivf``: about sqrt(n) lists trained by k-means on the segment's own vectors, vectors stored as
-  8-bit codes; a search scans the lists nearest the query (approximate).
+- ``ivf``: about 2 sqrt(n) lists trained by k-means on the segment's own vectors, vectors stored
+  as 8-bit codes; a search scans the lists nearest the query (approximate).
 
 Segment scores are only for choosing candidates: the vector store rescores candidates with the
 float32 vectors kept in SQLite, and uses the error bound to prove a flat search exact. One FAISS
@@ -52,9 +52,9 @@ def list_count(vectors: int) -> int:
     return max(16, min(int(round(2 * math.sqrt(vectors))), vectors // 39))
 
 
-def probe_count(lists: int, fraction: float) -> int:
-    """Lists to scan for a search: ``fraction`` of them, at least 8 (all of them for tiny indexes)."""
-    return min(lists, max(8, int(math.ceil(lists * fraction))))
+def probe_count(lists: int, probes: int | None) -> int:
+    """Lists a search scans: ``probes`` of them (all of them when ``None`` or when there are fewer)."""
+    return lists if probes is None else max(1, min(lists, probes))
 
 
 @dataclass(frozen=True)
@@ -134,15 +134,20 @@ class Segment:
         """A flat segment held in memory (a reader's stand-in for a file it cannot open)."""
         return cls(name, _build(ids, vectors, "flat"))
 
-    def search(self, queries: np.ndarray, limit: int, *, selector: Selector | None = None, probe: float = 1.0) -> list[SearchResult]:
-        """The ``limit`` best vectors for each query; ``probe`` is the fraction of lists scanned."""
+    def scan_share(self, probes: int | None) -> float:
+        """The share of this segment's vectors a search probing ``probes`` lists reads (about)."""
+        return probe_count(self.lists, probes) / self.lists
+
+    def search(self, queries: np.ndarray, limit: int, *, selector: Selector | None = None, probes: int | None = None) -> list[SearchResult]:
+        """The ``limit`` best vectors for each query, scanning the ``probes`` lists nearest it (every
+        list when ``None``)."""
         import faiss
 
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
         width = min(limit, self.count)
         if width <= 0:
             return [SearchResult(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in queries]
-        nprobe = 1 if self.lists == 1 else probe_count(self.lists, probe)
+        nprobe = probe_count(self.lists, probes)
         params = faiss.SearchParametersIVF(nprobe=nprobe)
         if selector is not None and selector.faiss_selector is not None:
             params.sel = selector.faiss_selector

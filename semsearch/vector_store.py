@@ -16,7 +16,8 @@ derived, and each write costs what it changed:
   re-read the (small) segment and tombstone tables and memory-map only the new files.
 
 An index of at least :data:`APPROXIMATE_FROM` chunks is searched approximately: its segments are
-FAISS IVF indexes (see :mod:`semsearch.vector_index`) probed at :data:`DEFAULT_PROBE`; below that
+FAISS IVF indexes (see :mod:`semsearch.vector_index`), each searched in its :data:`PROBES` lists
+nearest the query, whatever its size; below that
 every segment is flat and search is exact. The ``vector_index`` setting (``auto``, ``exact``,
 ``ivf``) overrides the choice; ``rebuild`` applies a new one.
 """
@@ -58,13 +59,17 @@ LEGACY_FILE = "vectors.faiss"  # the single FAISS file of schema 0002 and before
 SETTINGS = ("auto", "exact", "ivf")
 
 # Chosen by measurement (docs/benchmarks.md, benchmarks/ann_recall.py): exact search grows
-# linearly (a few ms per 100k vectors), and IVF probing 4% of its lists keeps recall@10 at 0.98
-# on real MiniLM vectors.
+# linearly (a few ms per 100k vectors), and IVF probing a fixed number of lists keeps recall@10
+# at 0.985-0.99 on real MiniLM vectors from 6,000 to 49,000 of them (with 2 sqrt(n) lists a
+# segment, recall at a given number of probed lists does not fall as the segment grows).
 APPROXIMATE_FROM = 100_000
 LEAVE_APPROXIMATE_BELOW = 75_000  # hysteresis: an index hovering at the threshold is not rewritten back and forth
 MIN_IVF_SEGMENT = 1_024  # smaller segments stay flat: too few vectors to train lists on, and cheap to scan
-DEFAULT_PROBE = 0.04
-RESCORE_EXTRA = 32  # candidates rescored beyond those asked for (at least half as many again)
+PROBES = 24
+RESCORE_EXTRA = 32  # candidates rescored beyond those asked for (at least half as many again)...
+# ...in an approximate search, at least this many: IVF's 8-bit scores rank well enough that
+# recall@10 on real vectors is the same rescoring 15 candidates as 100 (docs/benchmarks.md).
+APPROXIMATE_EXTRA = 5
 
 MERGE_FACTOR = 8  # merge this many adjacent segments of similar size
 MERGE_SKEW = 2.0 / MERGE_FACTOR  # ... when none holds more than this share of their vectors
@@ -72,9 +77,10 @@ MAX_SEGMENTS = 24  # past this, merge the cheapest run even if unbalanced
 TOMBSTONE_SHARE = 0.25  # rewrite a segment alone once this share of it is deleted
 REBUILD_SLICE = 1_000_000  # a rebuild writes segments of at most this many vectors
 
-# FAISS releases the GIL while it scans, so segments are searched on every core at once when they
-# hold enough vectors for that to pay (handing work to a thread costs ~0.05 ms).
-PARALLEL_FROM = 50_000
+# FAISS releases the GIL while it scans, so segments are searched on every core at once when the
+# search reads enough vectors for that to pay (~1 ms of scanning; handing work to a thread costs
+# ~0.05 ms).
+PARALLEL_FROM = 10_000
 _CORES = os.cpu_count() or 1
 _workers: ThreadPoolExecutor | None = None
 _workers_lock = threading.Lock()
@@ -93,7 +99,7 @@ class VectorStore:
         self._excluded: Selector | None = None
         self._live = 0
         self._damaged: tuple[str, ...] = ()  # segments a reader had to rebuild in memory
-        self.probe = DEFAULT_PROBE
+        self.probes: int | None = PROBES
         self._refreshing = threading.Lock()  # a server's threads share one store
         self._filter_vectors = FilterVectors(store.vectors_of)  # narrow filters' vectors, by revision
         self._memory: Resident[MemoryVectors] = Resident(self._read_memory, name="semsearch-vectors")
@@ -203,12 +209,12 @@ class VectorStore:
             held = None if exact else self._filter_vectors.get(allowed, revision)
             if held is not None:
                 return SearchResult(*nearest(query[0], *held, limit))
-            selector, probe = Selector(allowed=allowed), 1.0
+            selector, probes = Selector(allowed=allowed), None
         else:
-            selector, probe = excluded, self.probe
-        depth = limit + max(limit // 2, RESCORE_EXTRA)
+            selector, probes = excluded, self.probes
+        depth = limit + max(limit // 2, RESCORE_EXTRA if exact else APPROXIMATE_EXTRA)
         while True:
-            parts = _search_segments(segments, query, depth, selector, probe)
+            parts = _search_segments(segments, query, depth, selector, probes)
             candidates = merge_results(parts, depth)
             rescored = self._rescore(query[0], candidates.ids)
             exhausted = len(candidates.ids) < depth
@@ -427,22 +433,23 @@ def plan_merges(
 
 
 def _search_segments(
-    segments: Sequence[Segment], query: np.ndarray, depth: int, selector: Selector | None, probe: float
+    segments: Sequence[Segment], query: np.ndarray, depth: int, selector: Selector | None, probes: int | None
 ) -> list[SearchResult]:
-    """Each segment's best ``depth``: on this thread for a small index, else split into one
-    group of segments per core (largest first, each to the lightest group), one group searched
-    here and the others by worker threads."""
+    """Each segment's best ``depth``: on this thread for a small search, else split into one
+    group of segments per core (by the vectors each search reads, costliest first, each to the
+    lightest group), one group searched here and the others by worker threads."""
     def search(group: Sequence[Segment]) -> list[SearchResult]:
-        return [segment.search(query, depth, selector=selector, probe=probe)[0] for segment in group]
+        return [segment.search(query, depth, selector=selector, probes=probes)[0] for segment in group]
 
-    if _CORES < 2 or len(segments) < 2 or sum(segment.count for segment in segments) < PARALLEL_FROM:
+    costs = {segment.name: segment.count * segment.scan_share(probes) for segment in segments}
+    if _CORES < 2 or len(segments) < 2 or sum(costs.values()) < PARALLEL_FROM:
         return search(segments)
     groups: list[list[Segment]] = [[] for _ in range(min(_CORES, len(segments)))]
-    loads = [0] * len(groups)
-    for segment in sorted(segments, key=lambda s: -s.count):
+    loads = [0.0] * len(groups)
+    for segment in sorted(segments, key=lambda s: -costs[s.name]):
         lightest = loads.index(min(loads))
         groups[lightest].append(segment)
-        loads[lightest] += segment.count
+        loads[lightest] += costs[segment.name]
     futures = [_worker_pool().submit(search, group) for group in groups[1:]]
     parts = search(groups[0])
     for future in futures:

@@ -84,21 +84,31 @@ def test_ivf_segment_recall_on_clustered_vectors(tmp_path):
     assert segment.kind == "ivf" and segment.lists == list_count(n)
     recall = []
     for query in queries:
-        found = segment.search(query, 10, probe=0.05)[0]
+        found = segment.search(query, 10, probes=24)[0]
         recall.append(len(set(found.ids.tolist()) & set(brute_force(vectors, ids, query, 10)[0].tolist())) / 10)
     assert np.mean(recall) >= 0.9
     # Probing every list finds the true neighbours (8-bit codes: scores within 2%).
     for query in queries[:5]:
-        found = segment.search(query, 10, probe=1.0)[0]
+        found = segment.search(query, 10)[0]
         assert np.allclose(found.scores, brute_force(vectors, ids, query, 10)[1], atol=0.02)
     assert np.array_equal(segment.ids(), ids)
 
 
 def test_probe_count_bounds():
-    assert probe_count(1, 0.03) == 1
-    assert probe_count(100, 0.03) == 8
-    assert probe_count(1000, 0.03) == 30 and probe_count(1000, 0.06) == 60
-    assert probe_count(1000, 1.0) == 1000
+    assert probe_count(1, 24) == 1
+    assert probe_count(100, 24) == 24 and probe_count(10, 24) == 10
+    assert probe_count(1000, None) == 1000 and probe_count(1000, 0) == 1
+
+
+def test_scan_share_follows_the_probed_lists(tmp_path):
+    rng = np.random.default_rng(5)
+    vectors = clustered_unit(rng, 4_000, 16)
+    write_segment(tmp_path / "s.ivf", np.arange(4_000), vectors, kind="ivf")
+    segment = Segment.open(tmp_path / "s.ivf", 16)
+    assert segment.scan_share(None) == 1.0
+    assert segment.scan_share(8) == pytest.approx(8 / segment.lists)
+    write_segment(tmp_path / "s.flat", np.arange(100), vectors[:100], kind="flat")
+    assert Segment.open(tmp_path / "s.flat", 16).scan_share(8) == 1.0
 
 
 def test_in_memory_segment_searches_like_a_file(tmp_path):
@@ -146,3 +156,26 @@ def test_allowed_ids_far_apart_and_at_the_ends(tmp_path):
     for allowed in ([0], [9_999_999], [8, 4_000_001], [7, 9, 12_000_000]):
         found = segment.search(query, 10, selector=Selector(allowed=np.array(allowed)))[0]
         assert sorted(found.ids.tolist()) == sorted(set(allowed) & set(ids.tolist()))
+
+
+def test_segments_searched_on_several_threads_find_what_one_thread_finds(tmp_path, monkeypatch):
+    """Segments are split into groups by the vectors each search reads (an IVF segment's probed
+    lists, a flat segment whole), searched on worker threads; the merged result is the same."""
+    from semsearch import vector_store
+
+    rng = np.random.default_rng(9)
+    vectors = clustered_unit(rng, 9_000, 16)
+    segments = []
+    for number, (start, end, kind) in enumerate([(0, 5_000, "ivf"), (5_000, 8_000, "ivf"), (8_000, 8_900, "flat"), (8_900, 9_000, "flat")]):
+        path = tmp_path / f"{number}.{kind}"
+        write_segment(path, np.arange(start, end), vectors[start:end], kind=kind)
+        segments.append(Segment.open(path, 16))
+    queries = clustered_unit(rng, 20, 16)
+    monkeypatch.setattr(vector_store, "_CORES", 1)
+    alone = [vector_store.merge_results(vector_store._search_segments(segments, q, 15, None, 24), 15) for q in queries]
+    monkeypatch.setattr(vector_store, "_CORES", 3)
+    monkeypatch.setattr(vector_store, "PARALLEL_FROM", 0)
+    shared = [vector_store.merge_results(vector_store._search_segments(segments, q, 15, None, 24), 15) for q in queries]
+    for one, other in zip(alone, shared):
+        assert np.array_equal(one.ids, other.ids) and np.allclose(one.scores, other.scores)
+        assert len(one.ids) == 15
