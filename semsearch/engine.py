@@ -46,7 +46,6 @@ from semsearch.location import DATABASE_NAME, default_index_dir
 from semsearch.locking import WriteLock
 from semsearch.onnx_embedder import OnnxEmbedder
 from semsearch.model_cache import query_model_dir
-from semsearch.onnx_export import export_query_model
 from semsearch.postings import CHANGED_SHARE as POSTINGS_CHANGED_SHARE
 from semsearch.postings import MAX_TOKENS as POSTINGS_MAX_TOKENS
 from semsearch.postings import Postings
@@ -582,6 +581,8 @@ class Engine:
         target = query_model_dir(self.model)
         if OnnxEmbedder.available(target):
             return
+        from semsearch.onnx_export import export_query_model  # (a search never needs the exporter)
+
         try:
             export_query_model(model, target, name=self.model)
         except (Exception, KeyboardInterrupt):  # noqa: BLE001 - an optimisation must not fail indexing

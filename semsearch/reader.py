@@ -25,7 +25,6 @@ import pickle
 import select
 import signal
 import struct
-import subprocess
 import sys
 import time
 from collections import deque
@@ -221,6 +220,8 @@ class _Worker:
         package_parent = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+        import subprocess  # (here: a search imports this module for its limits, not its workers)
+
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "semsearch.reader", str(memory_mb), str(os.getpid())],
@@ -298,6 +299,8 @@ class _Worker:
 
     def _death(self) -> str:
         """Why the worker stopped answering, as a skip reason."""
+        import subprocess
+
         try:
             code = self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
