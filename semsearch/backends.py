@@ -102,7 +102,7 @@ def load_embedder(
     directory = query_model_dir(model)
     if precision == "fp32":
         if device == "cpu" and OnnxEmbedder.available(directory):
-            _ready_for_searches(directory, "fp32")
+            _weights_apart(directory, "fp32")
             try:
                 return _onnx(directory, "fp32")
             except SemsearchError:
@@ -121,23 +121,21 @@ def load_embedder(
                 raise UnsupportedModelError(f"{model} is not a sentence-transformers model, so it has no export")
             export_query_model(sentence_transformer, directory, name=model)
         quantize_model(directory)
-        _ready_for_searches(directory, "int8")
+        _weights_apart(directory, "int8")
         return _onnx(directory, "int8")
     except UnsupportedModelError as error:
         raise ModelLoadError(f"cannot embed {model} at int8: {error}; use --precision fp32") from None
 
 
-def _ready_for_searches(directory: Path, precision: str) -> None:
-    """Give an older export's model its weights file, and save its graph as this onnxruntime
-    optimises it (searches then load it in a third of the time); best effort: the export works
-    as it is."""
-    from semsearch.onnx_export import keep_optimized, keep_weights_apart
+def _weights_apart(directory: Path, precision: str) -> None:
+    """Give an older export's model its weights file (searches then load it in half the time);
+    best effort: the export works as it is."""
+    from semsearch.onnx_export import keep_weights_apart
 
-    for step in (keep_weights_apart, keep_optimized):
-        try:
-            step(directory, precision)
-        except Exception:  # noqa: BLE001 - a full disk, a read-only cache: searches load the old way
-            pass
+    try:
+        keep_weights_apart(directory, precision)
+    except Exception:  # noqa: BLE001 - a full disk, a read-only cache: searches load the old way
+        pass
 
 
 def _onnx(directory: Path, precision: str) -> Embedder:

@@ -15,12 +15,6 @@ The export is a folder written by :func:`semsearch.onnx_export.export_query_mode
   until an index run moves them; both load);
 - ``model.int8.onnx`` (once made, with its ``.weights`` too): the same network with its weights quantised to int8 per output
   channel and activations quantised on the fly (onnxruntime's dynamic quantisation);
-- ``model.ort-<version>.onnx`` and ``model.int8.ort-<version>.onnx`` (once an index run has made
-  them, each with its ``.weights``): those graphs as the installed onnxruntime optimises them
-  (fused attention, layer norms, GELU), saved by onnxruntime itself, so that loading them skips
-  the optimiser: a session builds in ~0.11 s instead of ~0.17 s, with identical vectors
-  (:func:`semsearch.onnx_export.keep_optimized`). Another onnxruntime version ignores them,
-  and makes its own;
 - ``tokenizer.json``: the model's fast tokenizer, with truncation and padding turned off (they are
   set here, from the config, the way sentence-transformers calls the tokenizer);
 - ``query_model.json``: :data:`CONFIG_NAME`, what the rest of the pipeline does (pooling, lengths).
@@ -52,12 +46,6 @@ FORMAT = 1  # bump when the folder's layout or meaning changes; older folders ar
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 BATCH_SIZE = 32
 MAX_THREADS = 4  # one query gains nothing past a few threads, and the cores are shared
-
-
-def optimized_name(model_file: str, runtime_version: str) -> str:
-    """The file holding ``model_file``'s graph as onnxruntime ``runtime_version`` optimises it."""
-    stem = model_file[: -len(".onnx")] if model_file.endswith(".onnx") else model_file
-    return f"{stem}.ort-{runtime_version}.onnx"
 
 
 def weights_name(model_file: str) -> str:
@@ -134,11 +122,17 @@ class OnnxEmbedder:
             options.inter_op_num_threads = 1
             # Spinning threads keep a core busy between runs; on shared cores that doubled query time.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.log_severity_level = 3  # errors only: no optimiser chatter on the user's terminal
             # onnxruntime builds the session without holding the GIL: the tokenizer loads meanwhile
             # (a one-query process waits for both).
             with ThreadPoolExecutor(1, thread_name_prefix="semsearch-onnx-session") as builder:
-                session = builder.submit(_session, onnxruntime, directory, MODEL_FILES[precision], options)
+                session = builder.submit(
+                    onnxruntime.InferenceSession,
+                    str(directory / MODEL_FILES[precision]),
+                    sess_options=options,
+                    providers=["CPUExecutionProvider"],
+                )
                 try:
                     tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_NAME))
                     tokenizer.no_padding()  # padding is done here, per batch, to the longest text
@@ -283,17 +277,3 @@ def _read_config(directory: Path, model_name: str = MODEL_NAME) -> dict[str, Any
             f"{directory / CONFIG_NAME} is not format {FORMAT}; delete the folder and it will be exported again"
         )
     return config
-
-
-def _session(onnxruntime: Any, directory: Path, model_file: str, options: Any) -> Any:
-    """An inference session of ``model_file``: its graph as this onnxruntime already optimised it,
-    when an index run saved that, else the export's own graph, optimised now."""
-    optimized = directory / optimized_name(model_file, onnxruntime.__version__)
-    if optimized.is_file():
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-        try:
-            return onnxruntime.InferenceSession(str(optimized), sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception:  # noqa: BLE001 - a damaged copy: the export itself is still there
-            pass
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return onnxruntime.InferenceSession(str(directory / model_file), sess_options=options, providers=["CPUExecutionProvider"])

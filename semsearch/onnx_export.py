@@ -40,7 +40,6 @@ from semsearch.onnx_embedder import (
     OnnxQueryEmbedder,
     QueryModelError,
     import_onnxruntime,
-    optimized_name,
     weights_name,
 )
 
@@ -94,8 +93,7 @@ def export_query_model(model: Any, target: Path, *, name: str | None = None) -> 
     canonical name the index records. Raises :class:`UnsupportedModelError` if the model's pipeline
     is not transformer + pooling (+ normalise), or :class:`ExportMismatchError` if onnxruntime does not
     reproduce the model's vectors; nothing is left behind either way. If another process finishes an
-    export to ``target`` first, that one is kept. The graph as onnxruntime optimises it is saved
-    too (:func:`keep_optimized`, best effort).
+    export to ``target`` first, that one is kept.
     """
     target = Path(target)
     if importlib.util.find_spec("onnx") is None:
@@ -112,10 +110,6 @@ def export_query_model(model: Any, target: Path, *, name: str | None = None) -> 
         _move_into_place(work, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    try:
-        keep_optimized(target)
-    except Exception:  # noqa: BLE001 - an optimisation of loading: the export works without it
-        pass
     return target
 
 
@@ -382,96 +376,33 @@ def keep_weights_apart(directory: Path, precision: str = "fp32") -> bool:
     model_file = directory / MODEL_FILES[precision]
     if not _holds_weights(model_file):
         return False
-    with _staging(directory, ".weights.") as staged:
-        if staged is None or not _holds_weights(model_file):
-            return False  # another process is doing it, or has done it
-        for name in (CONFIG_NAME, TOKENIZER_NAME):
-            (staged / name).symlink_to(directory / name)
-        _save_weights_apart(model_file, staged / model_file.name)
-        _require_same_vectors(directory, staged, precision, "the model with its weights apart")
-        os.replace(staged / weights_name(model_file.name), directory / weights_name(model_file.name))
-        os.replace(staged / model_file.name, model_file)
-    return True
-
-
-def keep_optimized(directory: Path, precision: str = "fp32") -> bool:
-    """Save the export's graph (of this precision) as the installed onnxruntime optimises it,
-    unless it is saved already; returns whether it did.
-
-    A session of the saved graph is built with the optimiser off: ~0.11 s instead of ~0.17 s for
-    the fp32 MiniLM, in a process that searches once (docs/benchmarks.md). onnxruntime writes the
-    file itself (``optimized_model_filepath``) at the "extended" level, whose fusions do not depend
-    on the CPU; its name carries onnxruntime's version, since another version may fuse otherwise
-    (an upgrade makes its own and this removes the old one). Like :func:`keep_weights_apart`: the
-    saved graph must give the same vectors as the export (to :data:`MAX_APART_DIFFERENCE`), its
-    weights are renamed into place before it, and one process does it at a time. An export whose
-    weights are still inside its model file is left for :func:`keep_weights_apart` first.
-    """
-    directory = Path(directory)
-    model_file = directory / MODEL_FILES[precision]
-    onnxruntime = import_onnxruntime()
-    target = directory / optimized_name(model_file.name, onnxruntime.__version__)
-    if target.is_file() or not model_file.is_file() or _holds_weights(model_file):
-        return False
-    with _staging(directory, ".optimized.") as staged:
-        if staged is None or target.is_file():
-            return False
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        options.optimized_model_filepath = str(staged / target.name)
-        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", weights_name(target.name))
-        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-        options.log_severity_level = 3
-        onnxruntime.InferenceSession(str(model_file), sess_options=options, providers=["CPUExecutionProvider"])
-        for name in (CONFIG_NAME, TOKENIZER_NAME, model_file.name, weights_name(model_file.name)):
-            (staged / name).symlink_to(directory / name)
-        for written in (staged / target.name, staged / weights_name(target.name)):
-            written.chmod(0o644)
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.log_severity_level = 3
-        onnxruntime.InferenceSession(str(staged / target.name), sess_options=options, providers=["CPUExecutionProvider"])
-        # (it loads as searches will load it; the embedder below would fall back to the export if not)
-        _require_same_vectors(directory, staged, precision, "the optimised graph")
-        stem = model_file.name[: -len(".onnx")]
-        for older in directory.glob(f"{stem}.ort-*.onnx"):  # another onnxruntime's; not the int8 one's
-            if older.name != target.name:
-                older.unlink(missing_ok=True)
-                older.with_name(weights_name(older.name)).unlink(missing_ok=True)
-        os.replace(staged / weights_name(target.name), directory / weights_name(target.name))
-        os.replace(staged / target.name, target)
-    return True
-
-
-@contextlib.contextmanager
-def _staging(directory: Path, prefix: str):
-    """A fresh folder inside ``directory`` to stage files in, while this process holds the
-    folder's lock (the folder itself is the lock: no file left behind); ``None`` if another
-    process holds it. Staging folders left by a process killed before are removed first."""
-    lock = os.open(directory, os.O_RDONLY)
+    lock = os.open(directory, os.O_RDONLY)  # the folder itself is the lock: no file left behind
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield None
-            return
-        for stale in directory.glob(f"{prefix}*"):
+            return False  # another process is doing it
+        if not _holds_weights(model_file):
+            return False
+        for stale in directory.glob(".weights.*"):  # left by a process killed here before
             shutil.rmtree(stale, ignore_errors=True)
-        staged = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
+        staged = Path(tempfile.mkdtemp(prefix=".weights.", dir=directory))
         try:
-            yield staged
+            for name in (CONFIG_NAME, TOKENIZER_NAME):
+                (staged / name).symlink_to(directory / name)
+            _save_weights_apart(model_file, staged / model_file.name)
+            texts = list(CHECK_TEXTS)
+            before = OnnxEmbedder(directory, precision=precision, batch_size=1).embed(texts)
+            after = OnnxEmbedder(staged, precision=precision, batch_size=1).embed(texts)
+            if not float(np.abs(before - after).max()) <= MAX_APART_DIFFERENCE:
+                raise ExportMismatchError("the model with its weights apart gives other vectors")
+            os.replace(staged / weights_name(model_file.name), directory / weights_name(model_file.name))
+            os.replace(staged / model_file.name, model_file)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
     finally:
         os.close(lock)  # (and with it the lock)
-
-
-def _require_same_vectors(directory: Path, staged: Path, precision: str, what: str) -> None:
-    texts = list(CHECK_TEXTS)
-    before = OnnxEmbedder(directory, precision=precision, batch_size=1).embed(texts)
-    after = OnnxEmbedder(staged, precision=precision, batch_size=1).embed(texts)
-    if not float(np.abs(before - after).max()) <= MAX_APART_DIFFERENCE:
-        raise ExportMismatchError(f"{what} gives other vectors")
+    return True
 
 
 def _holds_weights(model_file: Path) -> bool:

@@ -24,7 +24,6 @@ from semsearch.onnx_embedder import (  # noqa: E402
     TOKENIZER_NAME,
     OnnxQueryEmbedder,
     QueryModelError,
-    optimized_name,
     pool,
     weights_name,
 )
@@ -33,7 +32,6 @@ from semsearch.onnx_export import (  # noqa: E402
     UnsupportedModelError,
     _move_into_place,
     export_query_model,
-    keep_optimized,
     keep_weights_apart,
 )
 from semsearch.model_cache import installed_version, query_model_dir  # noqa: E402
@@ -135,19 +133,12 @@ def test_an_older_export_gets_its_weights_apart_with_the_same_vectors(export, tm
 
 
 @pytest.mark.slow
-def runtime_version() -> str:
-    import onnxruntime
-
-    return onnxruntime.__version__
-
-
 def test_export_is_a_complete_folder_with_nothing_left_over(export):
-    optimized = optimized_name(MODEL_NAME, runtime_version())
     assert sorted(p.name for p in export.iterdir()) == sorted(
-        [CONFIG_NAME, MODEL_NAME, weights_name(MODEL_NAME), TOKENIZER_NAME, optimized, weights_name(optimized)]
+        [CONFIG_NAME, MODEL_NAME, weights_name(MODEL_NAME), TOKENIZER_NAME]
     )
     assert (export / MODEL_NAME).stat().st_size < 1_000_000  # the graph; its weights are in a file apart
-    for name in (MODEL_NAME, weights_name(MODEL_NAME), optimized, weights_name(optimized)):  # readable by the machine's other users
+    for name in (MODEL_NAME, weights_name(MODEL_NAME)):  # readable by the machine's other users
         assert (export / name).stat().st_mode & 0o777 == 0o644, name
     assert [p.name for p in export.parent.iterdir()] == [export.name]  # no .partial folders
     config = json.loads((export / CONFIG_NAME).read_text())
@@ -301,52 +292,10 @@ def test_incomplete_folder_is_a_clear_error(export, tmp_path, lost):
 def test_truncated_model_file_is_a_clear_error(export, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(export, broken)
-    for saved in broken.glob("*.ort-*"):  # (an export whose optimised graph is not saved yet)
-        saved.unlink()
     data = (broken / MODEL_NAME).read_bytes()
     (broken / MODEL_NAME).write_bytes(data[: len(data) // 2])
     with pytest.raises(QueryModelError, match="cannot load"):
         OnnxQueryEmbedder(broken)
-
-
-@pytest.mark.slow
-def test_the_optimised_graph_is_what_searches_load_with_the_same_vectors(export, tmp_path, monkeypatch):
-    """An export keeps its graph as this onnxruntime optimises it; a query session loads that with
-    the optimiser off, a damaged copy falls back to the export, and keep_optimized makes it again
-    (once), removing another onnxruntime version's copy and a killed run's staging folder."""
-    import onnxruntime
-
-    folder = tmp_path / "export"
-    shutil.copytree(export, folder)
-    optimized = folder / optimized_name(MODEL_NAME, runtime_version())
-    loaded = []
-    real = onnxruntime.InferenceSession
-
-    def recording(path, sess_options=None, **kwargs):
-        loaded.append((Path(path).name, sess_options.graph_optimization_level))
-        return real(path, sess_options=sess_options, **kwargs)
-
-    monkeypatch.setattr(onnxruntime, "InferenceSession", recording)
-    vectors = OnnxQueryEmbedder(folder).embed(TEXTS)
-    assert loaded == [(optimized.name, onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL)]
-
-    optimized.write_bytes(optimized.read_bytes()[:1000])  # damaged: the export is loaded instead
-    loaded.clear()
-    np.testing.assert_array_equal(OnnxQueryEmbedder(folder).embed(TEXTS), vectors)  # the same network
-    assert loaded[-1] == (MODEL_NAME, onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL)
-
-    optimized.unlink()
-    older = folder / optimized_name(MODEL_NAME, "0.0.1")
-    older.write_bytes(b"another version's graph")
-    older.with_name(weights_name(older.name)).write_bytes(b"its weights")
-    (folder / ".optimized.abc123").mkdir()  # what a process killed while saving it leaves
-    monkeypatch.setattr(onnxruntime, "InferenceSession", real)
-    assert keep_optimized(folder) is True
-    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in export.iterdir())
-    assert optimized.stat().st_mode & 0o777 == 0o644
-    np.testing.assert_array_equal(OnnxQueryEmbedder(folder).embed(TEXTS), vectors)
-    assert keep_optimized(folder) is False  # saved already
-    assert keep_optimized(folder, "int8") is False  # no int8 copy made yet
 
 
 def test_config_of_another_format_is_refused(tmp_path):
