@@ -274,11 +274,14 @@ class Retriever:
         listed = self._narrow_filter_chunks(where)
         if listed is not None:  # known to be narrow: no first try
             return self._ranked(self._vectors.search(vector, depth, allowed=listed))
+        members = self._store.filter_members(where, self._vectors.revision)
+        if members is not None:  # listed before at this revision (else now, in the background)
+            return self._ranked(self._vectors.search(vector, depth, members=members))
         # Broad filters: search deeper, keep what passes. Exact search stays exact this way: if
         # enough of the true top `pool` pass, they are the true top `depth` of what passes.
         pool = max(depth * POST_FILTER_DEPTH, 40)
         found = self._vectors.search(vector, pool)
-        passing = self._store.passing_chunk_ids(where, found.ids.tolist())
+        passing = self._store.passing_chunk_ids(where, found.ids.tolist(), revision=self._vectors.revision)
         kept = [(int(i), float(s)) for i, s in zip(found.ids, found.scores) if int(i) in passing]
         if len(kept) >= depth or len(found.ids) < pool:
             return kept[:depth]
@@ -291,7 +294,7 @@ class Retriever:
         while True:
             pool = min(total, pool * 4)
             found = self._vectors.search(vector, pool)
-            passing = self._store.passing_chunk_ids(where, found.ids.tolist())
+            passing = self._store.passing_chunk_ids(where, found.ids.tolist(), revision=self._vectors.revision)
             kept = [(int(i), float(s)) for i, s in zip(found.ids, found.scores) if int(i) in passing]
             if len(kept) >= depth or len(found.ids) < pool or pool >= total:
                 return kept[:depth]
@@ -362,7 +365,9 @@ class Retriever:
             # top `pool` pass, they are the true top `depth` of what passes (as for semantic).
             pool = max(depth * POST_FILTER_DEPTH, 40)
             unfiltered = self.keyword(query, pool, SearchFilter())
-            passing = self._store.passing_chunk_ids(where, [chunk for chunk, _ in unfiltered])
+            passing = self._store.passing_chunk_ids(
+                where, [chunk for chunk, _ in unfiltered], revision=self._vectors.revision
+            )
             kept = [(chunk, score) for chunk, score in unfiltered if chunk in passing]
             if len(kept) >= depth or len(unfiltered) < pool:
                 return kept[:depth]

@@ -21,6 +21,7 @@ import numpy as np
 
 from semsearch import fts
 from semsearch.database import Connections, damaged, scalar
+from semsearch.filter_members import FilterMembers, Members
 from semsearch.filters import allowed_documents, filter_conditions, joined
 from semsearch.rows import (
     ChunkRow,
@@ -60,6 +61,7 @@ class Store:
         self._token_rows: tuple[int | None, dict[str, int]] = (None, {})  # see keyword_statistics
         self._word_tokens: dict[str, tuple[str, ...]] = {}  # see keyword_tokens
         self._filtered: tuple[int | None, dict[tuple[SearchFilter, int | None], np.ndarray]] = (None, {})
+        self._members = FilterMembers(self._passing_at_revision)  # broad filters' bitmaps, see passing_chunk_ids
         self._before_commit: Callable[[Writer], None] | None = None
         self._after_commit: Callable[[Writer], None] | None = None
         if migrate:
@@ -304,25 +306,26 @@ class Store:
         key = (where, limit)
         if key in lists:
             return lists[key]
-        allowed = allowed_documents(where)
-        query = f"SELECT chunks.id FROM chunks WHERE chunks.document_id IN ({allowed.text})"
-        parameters: tuple[Any, ...] = allowed.parameters
-        if limit is not None:
-            query += " LIMIT ?"
-            parameters += (int(limit),)
         with self._connections.reading() as connection:
-            ids = np.fromiter((row[0] for row in connection.execute(query, parameters).fetchall()), dtype=np.int64)
+            ids = _passing_ids(connection, where, limit)
         ids.flags.writeable = False  # shared by every search of this revision
         if revision is not None:
             lists = {**dict(list(lists.items())[-(FILTERS_KEPT - 1) :]), key: ids}
             self._filtered = (revision, lists)
         return ids
 
-    def passing_chunk_ids(self, where: SearchFilter, ids: Sequence[int]) -> set[int]:
-        """Which of these chunks pass the filter (and still exist)."""
+    def passing_chunk_ids(self, where: SearchFilter, ids: Sequence[int], *, revision: int | None = None) -> set[int]:
+        """Which of these chunks pass the filter (and still exist).
+
+        Given the ``revision`` being searched, a filter checked before at that revision is
+        answered from a bitmap of the chunks passing it (:meth:`filter_members`).
+        """
         wanted = [int(i) for i in ids]
         if not wanted:
             return set()
+        members = self._members.get(where, revision)
+        if members is not None:
+            return set(members.passing(wanted).tolist())
         conditions = joined(filter_conditions(where))
         passing: set[int] = set()
         with self._connections.reading() as connection:
@@ -336,6 +339,18 @@ class Store:
                     query += f" AND {conditions.text}"
                 passing.update(row[0] for row in connection.execute(query, (*part, *conditions.parameters)))
         return passing
+
+    def filter_members(self, where: SearchFilter, revision: int | None) -> Members | None:
+        """Every chunk passing ``where`` at the ``revision`` being searched, as a bitmap, if a
+        search with it at that revision listed them already (else they are listed in the
+        background, :mod:`semsearch.filter_members`)."""
+        return self._members.get(where, revision)
+
+    def _passing_at_revision(self, where: SearchFilter) -> tuple[int, np.ndarray]:
+        """Every chunk passing ``where``, and the revision they were read at (one snapshot)."""
+        with self._connections.reading(snapshot=True) as connection:
+            revision = scalar(connection, _REVISION)
+            return int(revision or 0), _passing_ids(connection, where, None)
 
     def keyword_search(
         self,
@@ -540,3 +555,13 @@ def _vectors_between(
     cursor = connection.execute(query + " ORDER BY id", parameters)
     while rows := cursor.fetchmany(batch):
         yield unpack_vectors(rows)
+
+
+def _passing_ids(connection: sqlite3.Connection, where: SearchFilter, limit: int | None) -> np.ndarray:
+    allowed = allowed_documents(where)
+    query = f"SELECT chunks.id FROM chunks WHERE chunks.document_id IN ({allowed.text})"
+    parameters: tuple[Any, ...] = allowed.parameters
+    if limit is not None:
+        query += " LIMIT ?"
+        parameters += (int(limit),)
+    return np.fromiter((row[0] for row in connection.execute(query, parameters).fetchall()), dtype=np.int64)

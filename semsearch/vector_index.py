@@ -66,7 +66,9 @@ class SearchResult:
 
 
 class Selector:
-    """Which chunk ids a search may return: all but ``excluded``, or only ``allowed``.
+    """Which chunk ids a search may return: all but ``excluded``, or only ``allowed`` (ids), or
+    only those whose bit is set in ``bits`` (a bitmap over ids, packed eight to a byte, lowest
+    bit first).
 
     Built once per search (or per revision, for the tombstones) and used for every segment.
     ``allowed`` becomes a bitmap over the id range, so the scan's membership test is one bit
@@ -74,16 +76,22 @@ class Selector:
     ``excluded`` stays a hash set of the few tombstones.
     """
 
-    def __init__(self, *, excluded: np.ndarray | None = None, allowed: np.ndarray | None = None) -> None:
+    def __init__(
+        self, *, excluded: np.ndarray | None = None, allowed: np.ndarray | None = None, bits: np.ndarray | None = None
+    ) -> None:
         import faiss
 
         self._keep: list = []  # FAISS selectors hold raw pointers to each other and to the bitmap
         selector = None
         if allowed is not None:
             allowed = _ids(allowed)
-            bits = np.zeros(int(allowed.max()) + 1 if len(allowed) else 1, dtype=bool)
-            bits[allowed] = True
-            bitmap = np.packbits(bits, bitorder="little")  # FAISS reads bit (id & 7) of byte id >> 3
+            flags = np.zeros(int(allowed.max()) + 1 if len(allowed) else 1, dtype=bool)
+            flags[allowed] = True
+            bits = np.packbits(flags, bitorder="little")
+        if bits is not None:
+            bitmap = np.ascontiguousarray(bits, dtype=np.uint8)  # FAISS reads bit (id & 7) of byte id >> 3
+            if not len(bitmap):
+                bitmap = np.zeros(1, np.uint8)
             self._keep.append(bitmap)
             selector = self._hold(faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap)))  # n: bytes
         elif excluded is not None and len(excluded):

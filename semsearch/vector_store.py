@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from semsearch.filter_members import Members
 from semsearch.filter_vectors import FilterVectors
 from semsearch.memory_vectors import MAX_BYTES as MEMORY_VECTORS_MAX_BYTES
 from semsearch.memory_vectors import MemoryVectors, cosines, nearest
@@ -183,7 +184,9 @@ class VectorStore:
         self.refresh()
         return list(self._segments.values())
 
-    def search(self, query: np.ndarray, limit: int, *, allowed: np.ndarray | None = None) -> SearchResult:
+    def search(
+        self, query: np.ndarray, limit: int, *, allowed: np.ndarray | None = None, members: Members | None = None
+    ) -> SearchResult:
         """The ``limit`` nearest live chunks to one query vector, best first, with exact cosines.
 
         Segments store compressed vectors, so their scores only pick candidates: a few more than
@@ -193,7 +196,10 @@ class VectorStore:
         if the ``limit``-th rescored cosine is not above that bound, the search goes deeper.
         ``allowed`` restricts the search to those chunk ids, scanning every list of every segment;
         on an approximate index, a narrow filter searched before is compared with each of its
-        chunks' float32 vectors instead (exact; :mod:`semsearch.filter_vectors`).
+        chunks' float32 vectors instead (exact; :mod:`semsearch.filter_vectors`). ``members``
+        (a broad filter's bitmap, :mod:`semsearch.filter_members`) restricts it the same way, an
+        IVF segment then probing more lists the fewer chunks pass (as many passing vectors
+        scanned as an unfiltered search scans).
         Searches the revision last read: call :meth:`refresh` first to see new writes.
         """
         segments, excluded, revision = list(self._segments.values()), self._excluded, self.revision
@@ -202,6 +208,10 @@ class VectorStore:
             return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
         memory = self._memory.peek(revision)
         if memory is not None:
+            if members is not None:
+                allowed = members.passing(memory.ids)
+                if not len(allowed):
+                    return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
             return SearchResult(*memory.search(query[0], limit, allowed))
         # Provable only where every code is float16 (flat); 8-bit IVF codes have no tight bound.
         exact = all(segment.kind == "flat" for segment in segments)
@@ -210,6 +220,11 @@ class VectorStore:
             if held is not None:
                 return SearchResult(*nearest(query[0], *held, limit))
             selector, probes = Selector(allowed=allowed), None
+        elif members is not None:
+            if not members.count:
+                return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
+            share = members.count / max(self._live, members.count)
+            selector, probes = Selector(bits=members.bits), int(np.ceil(self.probes / share)) if self.probes else None
         else:
             selector, probes = excluded, self.probes
         depth = limit + max(limit // 2, RESCORE_EXTRA if exact else APPROXIMATE_EXTRA)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -359,3 +360,66 @@ def test_a_rolled_back_merge_deletes_no_live_file(tmp_path, fake_embedder):
             writer.set_settings({"note": "unrelated"})
         assert engine.verify().ok
         assert engine.search("owls", limit=1, mode="semantic")
+
+
+def wait_for_members(store, where, revision):
+    for _ in range(1000):
+        members = store.filter_members(where, revision)
+        if members is not None:
+            return members
+        time.sleep(0.01)
+    raise AssertionError("the filter's chunks were never listed")
+
+
+@pytest.mark.parametrize("kind", ["exact", "ivf"])
+def test_a_broad_filter_searched_again_scans_only_its_chunks(tmp_path, kind):
+    """The first search with a broad filter lists its chunks in the background; later searches
+    at the same revision hand their bitmap to the vector search and check candidates with it:
+    exact against brute force on an exact index, and finding the same chunks on an IVF one."""
+    embedder = ClusteredEmbedder()
+    index_dir = tmp_path / "idx"
+    n = MIN_IVF_SEGMENT * 3
+    with semsearch.open(index_dir, embedder=embedder) as engine:
+        engine.add_texts([f"passage {i} on subject {i % 31}" for i in range(n)], ids=[f"p{i}" for i in range(n)],
+                         metadata=[{"half": i % 2 == 0} for i in range(n)])
+        if kind == "ivf":
+            engine.rebuild("ivf")
+        vectors = engine.vectors()
+        vectors.refresh()
+        store = engine._store
+        where = semsearch.types.SearchFilter(metadata=(("half", True),))
+        allowed = set(store.filtered_chunk_ids(where).tolist())
+        assert len(allowed) == n // 2
+        first = engine.search("subject 7 passage", limit=10, mode="semantic", metadata={"half": True})
+        members = wait_for_members(store, where, vectors.revision)
+        assert members.count == len(allowed)
+        everything = list(range(1, n + 50))
+        assert store.passing_chunk_ids(where, everything, revision=vectors.revision) == allowed
+        assert store.passing_chunk_ids(where, everything) == allowed  # (SQLite, as before)
+        recall = []
+        for i in range(0, 300, 15):
+            text = f"subject {i % 31} passage"
+            query = embedder.embed([text])[0]
+            expected = brute_force(index_dir, query, 10, allowed=allowed)
+            found = vectors.search(query, 10, members=members)
+            assert set(found.ids.tolist()) <= allowed
+            if kind == "exact":
+                assert found.ids.tolist() == [chunk for chunk, _ in expected]
+                assert np.allclose(found.scores, [score for _, score in expected], atol=1e-5)
+            recall.append(len(set(found.ids.tolist()) & {chunk for chunk, _ in expected}) / 10)
+        assert np.mean(recall) >= (1.0 if kind == "exact" else 0.9)
+        vectors.preload()  # held in memory (a small index searched again): the same answers
+        query = embedder.embed(["subject 3 passage"])[0]
+        held = vectors.search(query, 10, members=members)
+        assert vectors._memory.peek(vectors.revision) is not None
+        assert held.ids.tolist() == [chunk for chunk, _ in brute_force(index_dir, query, 10, allowed=allowed)]
+        again = engine.search("subject 7 passage", limit=10, mode="semantic", metadata={"half": True})
+        assert [hit.chunk_id for hit in again] == [hit.chunk_id for hit in first] or kind == "ivf"
+        hybrid = engine.search("subject 7 passage", limit=10, mode="hybrid", metadata={"half": True})
+        assert hybrid and all(hit.chunk_id in allowed for hit in hybrid)
+        # A write moves the revision: the bitmap is not used for it.
+        engine.add_texts(["passage new on subject 7"], ids=["new"], metadata=[{"half": True}])
+        vectors.refresh()
+        assert store.filter_members(where, vectors.revision) is None
+        hits = engine.search("passage new on subject 7", limit=3, mode="semantic", metadata={"half": True})
+        assert hits[0].path == "new"
