@@ -13,7 +13,9 @@ The ground truth is exact cosine top-10 by numpy. Each approximate search goes t
 rescoring the best ``10 + 5`` candidates with their float32 vectors, which is what
 ``VectorStore.search`` does. Also measured: recall at a fixed number of probed lists as the
 segment grows (random subsets of an eighth, a quarter and half of the vectors), how many
-candidates need rescoring, 16-bit codes instead of 8-bit (size and recall), and the time of an
+candidates need rescoring, recall with a filter that passes a share of the chunks (a bitmap
+selector, as a broad filter searched again is searched) for three rules of how many lists to
+probe, 16-bit codes instead of 8-bit (size and recall), and the time of an
 exact (flat, float16) scan at several sizes. Time is CPU time of this process per query, median,
 one thread.
 """
@@ -21,6 +23,7 @@ one thread.
 from __future__ import annotations
 
 import argparse
+import math
 import sqlite3
 import statistics
 import sys
@@ -33,7 +36,7 @@ import numpy as np
 BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS.parent))
 
-from semsearch.vector_index import Segment, list_count, write_segment  # noqa: E402
+from semsearch.vector_index import Segment, Selector, list_count, write_segment  # noqa: E402
 from semsearch.vector_store import PROBES as DEFAULT_PROBES  # noqa: E402
 
 LIMIT = 10
@@ -122,6 +125,21 @@ def growth(vectors: np.ndarray, queries: int, folder: Path) -> list[tuple[int, i
     return rows
 
 
+def filtered(segment: Segment, base: np.ndarray, queries: np.ndarray, share: float, probes: int) -> float:
+    """Recall@10 among the chunks a random filter passing ``share`` of them lets through."""
+    flags = np.zeros(len(base) + 1, dtype=bool)
+    flags[1:] = np.random.default_rng(round(share * 1000)).random(len(base)) < share
+    selector = Selector(bits=np.packbits(flags, bitorder="little"))
+    passing = np.flatnonzero(flags)
+    recalls = []
+    for query in queries:
+        expected = passing[np.argsort(-(base[passing - 1] @ query))[:LIMIT]]
+        candidates = segment.search(query, RESCORED, selector=selector, probes=probes)[0].ids
+        found = candidates[np.argsort(-(base[candidates - 1] @ query))[:LIMIT]]
+        recalls.append(len(set(found.tolist()) & set(expected.tolist())) / LIMIT)
+    return float(np.mean(recalls))
+
+
 def exact_scan_costs(base: np.ndarray, queries: np.ndarray, folder: Path) -> list[tuple[int, float]]:
     costs = []
     for size in (25_000, 50_000, 100_000, 200_000, 400_000):
@@ -181,6 +199,13 @@ def main() -> None:
         for depth in DEPTHS:
             recall, seconds = measure(segment, base, queries, truth, DEFAULT_PROBES, depth)
             print(f"| {depth} | {recall:.3f} | {seconds * 1000:.2f} ms |")
+        print("\nRecall@10 with a filter passing a share of the chunks (random), by lists probed:\n")
+        print(f"| share passing | {DEFAULT_PROBES} lists | {DEFAULT_PROBES} / sqrt(share) (the default) | {DEFAULT_PROBES} / share |")
+        print("|---|---|---|---|")
+        for share in (0.5, 0.2, 0.05):
+            rules = (DEFAULT_PROBES, math.ceil(DEFAULT_PROBES / math.sqrt(share)), math.ceil(DEFAULT_PROBES / share))
+            cells = [f"{filtered(segment, base, queries, share, probes):.3f} ({probes})" for probes in rules]
+            print(f"| {share:.0%} | " + " | ".join(cells) + " |")
         print("\nRecall@10 at a fixed number of probed lists as the segment grows (random subsets):\n")
         print("| vectors | lists | " + " | ".join(f"{probes} probed" for probes in PROBES) + " |")
         print("|---" * (2 + len(PROBES)) + "|")
