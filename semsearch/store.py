@@ -60,7 +60,7 @@ class Store:
         self._write_engine: Engine | None = None  # SQLAlchemy's, made at the first write
         self._token_rows: tuple[int | None, dict[str, int]] = (None, {})  # see keyword_statistics
         self._word_tokens: dict[str, tuple[str, ...]] = {}  # see keyword_tokens
-        self._filtered: tuple[int | None, dict[tuple[SearchFilter, int | None], np.ndarray]] = (None, {})
+        self._filtered: tuple[int | None, dict[tuple[tuple, int | None], np.ndarray]] = (None, {})
         self._members = FilterMembers(self._passing_at_revision)  # broad filters' bitmaps, see passing_chunk_ids
         self._before_commit: Callable[[Writer], None] | None = None
         self._after_commit: Callable[[Writer], None] | None = None
@@ -287,9 +287,9 @@ class Store:
         """What :meth:`filtered_chunk_ids` listed for this filter at this revision, if it still
         remembers; else ``None`` (nothing is read)."""
         cached_revision, lists = self._filtered
-        if revision != cached_revision or not where.hashable:
+        if revision != cached_revision:
             return None
-        return lists.get((where, limit))
+        return lists.get((where.key, limit))
 
     def filtered_chunk_ids(self, where: SearchFilter, *, limit: int | None = None, revision: int | None = None) -> np.ndarray:
         """Ids of the chunks whose document passes the filter (at most ``limit`` of them).
@@ -299,11 +299,9 @@ class Store:
         last few lists are remembered until it changes.
         """
         cached_revision, lists = self._filtered
-        if not where.hashable:
-            revision = None
         if revision is None or revision != cached_revision:
             lists = {}
-        key = (where, limit)
+        key = (where.key, limit)
         if key in lists:
             return lists[key]
         with self._connections.reading() as connection:

@@ -229,13 +229,11 @@ class SearchFilter:
     metadata: tuple[tuple[str, Any], ...] = ()
 
     @property
-    def hashable(self) -> bool:
-        """Whether this filter can key a cache (a metadata value may be a list)."""
-        try:
-            hash(self)
-        except TypeError:
-            return False
-        return True
+    def key(self) -> tuple:
+        """What keys a cache of this filter's results: equal only for filters that pass the same
+        chunks (``True == 1`` in Python, but the two match different stored values; a list
+        value, unhashable, keys by its text)."""
+        return (self.path, self.types, tuple((name, type(value).__name__, repr(value)) for name, value in self.metadata))
 
     @property
     def empty(self) -> bool:

@@ -233,8 +233,11 @@ class VectorStore:
         while True:
             parts = _search_segments(segments, query, depth, selector, probes)
             candidates = merge_results(parts, depth)
-            rescored = self._rescore(query[0], candidates.ids)
             exhausted = len(candidates.ids) < depth
+            if exhausted and probes is not None and members is not None and members.count > len(candidates.ids):
+                probes = None  # too few passing chunks in the lists probed: scan every list
+                continue
+            rescored = self._rescore(query[0], candidates.ids)
             proven = (
                 exact
                 and len(rescored.ids) >= limit

@@ -112,6 +112,7 @@ class Writer:
         self.removed: list[int] = []  # chunks that existed before this transaction
         self._transient: list[int] = []  # inserted and deleted here
         self._segments_changed = False
+        self._documents_moved = False  # a renamed file: what path and type filters pass changes
         self.retired: list[str] = []  # segment files this transaction drops: deleted once it commits
         self.revision = 0  # the revision this transaction commits as
 
@@ -121,8 +122,8 @@ class Writer:
 
     @property
     def changed(self) -> bool:
-        """Whether this transaction changes what a search can find."""
-        return bool(self._added or self.removed or self._segments_changed)
+        """Whether this transaction changes what a search can find (or where a hit says it is)."""
+        return bool(self._added or self.removed or self._segments_changed or self._documents_moved)
 
     def set_settings(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -301,6 +302,7 @@ class Writer:
 
     def move_document(self, document_id: int, *, path: str, size: int, mtime_ns: int) -> None:
         """Point a document at a new path (a renamed file); its chunks and vectors stay."""
+        self._documents_moved = True
         self._connection.execute(
             update(documents)
             .where(documents.c.id == document_id)

@@ -423,3 +423,65 @@ def test_a_broad_filter_searched_again_scans_only_its_chunks(tmp_path, kind):
         assert store.filter_members(where, vectors.revision) is None
         hits = engine.search("passage new on subject 7", limit=3, mode="semantic", metadata={"half": True})
         assert hits[0].path == "new"
+
+
+def test_a_narrow_filter_first_searched_without_listing_stays_exact(tmp_path, monkeypatch):
+    """A filter whose chunks sit in one part of the space, first searched near there, finds
+    enough on the post-filtered first try and is never listed as narrow; its bitmap, once made,
+    must send later searches (anywhere) down the exact narrow path, not an IVF search of some
+    lists (found by review: recall 0.53)."""
+    import semsearch.vector_store as vector_store
+
+    monkeypatch.setattr(vector_store, "MEMORY_VECTORS_MAX_BYTES", 0)  # searched from the segments, as a big index
+    embedder = ClusteredEmbedder()
+    index_dir = tmp_path / "idx"
+    n = 24_000
+
+    def cluster(text: str) -> int:  # the embedder's centre for this text
+        return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") % 50
+
+    texts = [f"passage {i} on subject {i % 31}" for i in range(n)]
+    with semsearch.open(index_dir, embedder=embedder) as engine:
+        engine.add_texts(texts, ids=[f"p{i}" for i in range(n)], metadata=[{"c": cluster(t)} for t in texts])
+        engine.rebuild("ivf")
+        store = engine._store
+        where = semsearch.types.SearchFilter(metadata=(("c", 3),))
+        allowed = set(store.filtered_chunk_ids(where).tolist())
+        ids, vectors = stored_vectors(index_dir)
+        near = vectors[np.searchsorted(ids, min(allowed))]
+        assert engine.search("x", limit=10, mode="semantic", metadata={"c": 3}, vector=near)
+        revision = engine.vectors().revision
+        wait_for_members(store, where, revision)
+        assert store.remembered_chunk_ids(where, limit=20_001, revision=revision) is None  # never listed as narrow
+        rng = np.random.default_rng(5)
+        for _ in range(10):
+            query = vectors[rng.integers(len(vectors))]
+            expected = [chunk for chunk, _ in brute_force(index_dir, query, 10, allowed=allowed)]
+            hits = engine.search("x", limit=10, mode="semantic", metadata={"c": 3}, vector=query)
+            assert [hit.chunk_id for hit in hits] == expected
+
+
+def test_a_renamed_file_moves_the_revision_so_path_filters_see_it(tmp_path):
+    """A rename keeps the file's chunks (nothing re-embedded) but changes what a path filter
+    passes: the write moves the revision, so no filter's bitmap or list from before is used."""
+    docs = tmp_path / "docs"
+    for folder in ("a", "b"):
+        (docs / folder).mkdir(parents=True)
+        for i in range(5):
+            (docs / folder / f"{folder}{i}.md").write_text(f"# note {folder}{i}\n\nsome text about subject {i}\n")
+    (docs / "a" / "moved.md").write_text("# zebra\n\nzebra giraffe savanna\n")
+    with semsearch.open(tmp_path / "idx", embedder=ClusteredEmbedder()) as engine:
+        engine.index(docs)
+        store = engine._store
+        for pattern in ("a/*", "b/*"):
+            engine.search("zebra giraffe", limit=20, mode="hybrid", path=pattern)
+            wait_for_members(store, semsearch.types.SearchFilter(path=pattern), engine.vectors().revision)
+        before = engine.revision()
+        (docs / "a" / "moved.md").rename(docs / "b" / "moved.md")
+        engine.index(docs)
+        assert engine.revision() == before + 1
+        for mode in ("keyword", "hybrid", "semantic"):
+            in_a = [hit.path for hit in engine.search("zebra giraffe", limit=20, mode=mode, path="a/*")]
+            in_b = [hit.path for hit in engine.search("zebra giraffe", limit=20, mode=mode, path="b/*")]
+            assert not any(path.endswith("moved.md") for path in in_a), mode
+            assert any(path.endswith("b/moved.md") for path in in_b), mode
