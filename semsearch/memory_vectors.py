@@ -41,9 +41,23 @@ class MemoryVectors:
     ids: np.ndarray
     vectors: np.ndarray
 
-    def search(self, query: np.ndarray, limit: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, query: np.ndarray, limit: int, allowed: np.ndarray | None = None, passing: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``limit`` nearest ``(ids, cosines)``, best first, ties by id; ``allowed``: only
-        among those ids."""
+        among those ids; ``passing``: only ids whose flag is set (a broad filter's bitmap over
+        ids), found by searching deeper and keeping those, which is exact: once ``limit`` of the
+        true top ``depth`` pass, they are the true top ``limit`` of what passes."""
+        if passing is not None:
+            depth = limit * 4
+            while True:
+                ids, scores = nearest(query, self.ids, self.vectors, depth)
+                keep = np.zeros(len(ids), dtype=bool)
+                inside = ids < len(passing)
+                keep[inside] = passing[ids[inside]]
+                if keep.sum() >= limit or len(ids) < depth:
+                    return ids[keep][:limit], scores[keep][:limit]
+                depth *= 4
         if allowed is None:
             return nearest(query, self.ids, self.vectors, limit)
         rows = self._rows(allowed)

@@ -207,11 +207,7 @@ class VectorStore:
             return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
         memory = self._memory.peek(revision)
         if memory is not None:
-            if members is not None:
-                allowed = members.passing(memory.ids)
-                if not len(allowed):
-                    return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
-            return SearchResult(*memory.search(query[0], limit, allowed))
+            return SearchResult(*memory.search(query[0], limit, allowed, None if members is None else members.flags))
         # Provable only where every code is float16 (flat); 8-bit IVF codes have no tight bound.
         exact = all(segment.kind == "flat" for segment in segments)
         if allowed is not None:

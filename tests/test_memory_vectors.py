@@ -35,6 +35,13 @@ def test_memory_vectors_search_is_brute_force(n, limit):
         found, scores = held.search(query, limit, allowed)
         keep = np.isin(ids, allowed)
         assert (found.tolist(), scores.tolist()) == _oracle(ids[keep], vectors[keep], query, limit)
+        for share in (0.5, 0.05, 0.0):  # a broad filter's bitmap: searched deeper, kept if passing
+            flags = np.zeros(1_000_000 if n % 2 else 10, dtype=bool)  # (shorter than the ids: the rest fail)
+            chosen = ids[ids < len(flags)]
+            flags[rng.choice(chosen, size=int(len(chosen) * share), replace=False)] = True
+            found, scores = held.search(query, limit, passing=flags)
+            keep = (ids < len(flags)) & flags[np.minimum(ids, len(flags) - 1)]
+            assert (found.tolist(), scores.tolist()) == _oracle(ids[keep], vectors[keep], query, limit)
 
 
 def test_memory_vectors_give_the_vectors_asked_for_in_order():
