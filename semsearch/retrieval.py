@@ -276,8 +276,6 @@ class Retriever:
             return self._ranked(self._vectors.search(vector, depth, allowed=listed))
         members = self._store.filter_members(where, self._vectors.revision)
         if members is not None:  # listed before at this revision (else now, in the background)
-            if members.count <= ALLOWED_LIST_MAX:  # narrow after all: searched exactly, as narrow ones are
-                return self._ranked(self._vectors.search(vector, depth, allowed=np.flatnonzero(members.flags)))
             return self._ranked(self._vectors.search(vector, depth, members=members))
         # Broad filters: search deeper, keep what passes. Exact search stays exact this way: if
         # enough of the true top `pool` pass, they are the true top `depth` of what passes.

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from semsearch.filter_members import Members
+from semsearch.filter_vectors import MAX_CHUNKS as FILTER_VECTORS_MAX
 from semsearch.filter_vectors import FilterVectors
 from semsearch.memory_vectors import MAX_BYTES as MEMORY_VECTORS_MAX_BYTES
 from semsearch.memory_vectors import MemoryVectors, cosines, nearest
@@ -71,6 +72,10 @@ RESCORE_EXTRA = 32  # candidates rescored beyond those asked for (at least half 
 # ...in an approximate search, at least this many: IVF's 8-bit scores rank well enough that
 # recall@10 on real vectors is the same rescoring 15 candidates as 100 (docs/benchmarks.md).
 APPROXIMATE_EXTRA = 5
+
+# A small index held in memory searches a filter passing at least this share of it deeper and
+# keeps what passes; fewer passing chunks are compared with the query one by one.
+MEMORY_PASSING_FROM = 0.1
 
 MERGE_FACTOR = 8  # merge this many adjacent segments of similar size
 MERGE_SKEW = 2.0 / MERGE_FACTOR  # ... when none holds more than this share of their vectors
@@ -207,7 +212,15 @@ class VectorStore:
             return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
         memory = self._memory.peek(revision)
         if memory is not None:
+            if members is not None and members.count < len(memory.ids) * MEMORY_PASSING_FROM:
+                allowed, members = members.passing(memory.ids), None  # few: compare with each of them
             return SearchResult(*memory.search(query[0], limit, allowed, None if members is None else members.flags))
+        if members is not None and members.count <= FILTER_VECTORS_MAX:
+            # As narrow as the filters the retriever lists (a bitmap made by a search that never
+            # listed it: keyword-only, or one near its chunks): searched exactly, as those are.
+            allowed, members = np.flatnonzero(members.flags), None
+            if not len(allowed):
+                return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32))
         # Provable only where every code is float16 (flat); 8-bit IVF codes have no tight bound.
         exact = all(segment.kind == "flat" for segment in segments)
         if allowed is not None:
