@@ -68,6 +68,15 @@ def brute_force(index_dir: Path, query: np.ndarray, limit: int, allowed=None) ->
     return [(int(ids[i]), float(scores[i])) for i in order]
 
 
+def passages(n: int) -> list[str]:
+    return [f"passage {i} on subject {i % 31}" for i in range(n)]
+
+
+def add_passages(engine, n: int, metadata=None) -> None:
+    """``n`` short texts around 31 subjects, ids ``p0``..: what the approximate-search tests index."""
+    engine.add_texts(passages(n), ids=[f"p{i}" for i in range(n)], metadata=metadata)
+
+
 # -- the merge policy ---------------------------------------------------------------------------
 
 
@@ -212,7 +221,7 @@ def test_approximate_index_by_setting_keeps_recall_and_rebuilds_back_to_exact(tm
     index_dir = tmp_path / "idx"
     n = MIN_IVF_SEGMENT * 3
     with semsearch.open(index_dir, embedder=embedder) as engine:
-        engine.add_texts([f"passage {i} on subject {i % 31}" for i in range(n)], ids=[f"p{i}" for i in range(n)])
+        add_passages(engine, n)
         assert {path.suffix for path in segment_files(index_dir)} == {".flat"}
         assert engine.rebuild("ivf") == n
         assert {path.suffix for path in segment_files(index_dir)} == {".ivf"}
@@ -237,8 +246,7 @@ def test_a_narrow_filter_searched_again_on_an_approximate_index_is_exact_from_it
     index_dir = tmp_path / "idx"
     n = MIN_IVF_SEGMENT * 3
     with semsearch.open(index_dir, embedder=embedder) as engine:
-        engine.add_texts([f"passage {i} on subject {i % 31}" for i in range(n)], ids=[f"p{i}" for i in range(n)],
-                         metadata=[{"few": i % 50 == 0} for i in range(n)])
+        add_passages(engine, n, metadata=[{"few": i % 50 == 0} for i in range(n)])
         engine.rebuild("ivf")
         vectors = engine.vectors()
         vectors.refresh()
@@ -380,8 +388,7 @@ def test_a_broad_filter_searched_again_scans_only_its_chunks(tmp_path, kind):
     index_dir = tmp_path / "idx"
     n = MIN_IVF_SEGMENT * 3
     with semsearch.open(index_dir, embedder=embedder) as engine:
-        engine.add_texts([f"passage {i} on subject {i % 31}" for i in range(n)], ids=[f"p{i}" for i in range(n)],
-                         metadata=[{"half": i % 2 == 0} for i in range(n)])
+        add_passages(engine, n, metadata=[{"half": i % 2 == 0} for i in range(n)])
         if kind == "ivf":
             engine.rebuild("ivf")
         vectors = engine.vectors()
@@ -440,9 +447,8 @@ def test_a_narrow_filter_first_searched_without_listing_stays_exact(tmp_path, mo
     def cluster(text: str) -> int:  # the embedder's centre for this text
         return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") % 50
 
-    texts = [f"passage {i} on subject {i % 31}" for i in range(n)]
     with semsearch.open(index_dir, embedder=embedder) as engine:
-        engine.add_texts(texts, ids=[f"p{i}" for i in range(n)], metadata=[{"c": cluster(t)} for t in texts])
+        add_passages(engine, n, metadata=[{"c": cluster(text)} for text in passages(n)])
         engine.rebuild("ivf")
         store = engine._store
         where = semsearch.types.SearchFilter(metadata=(("c", 3),))
