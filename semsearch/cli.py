@@ -226,6 +226,8 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
             from semsearch.location import default_index_dir
 
             early = early_model.start(index_dir or settings.index or default_index_dir())
+            if early is not None:
+                early.expect(query)
         try:
             with _open(settings, index_dir, create=False) as engine:
                 engine.offer_query_model(early)

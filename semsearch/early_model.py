@@ -6,7 +6,8 @@ session of the query model. onnxruntime builds a session without holding the GIL
 overlap: this module reads the index's model and precision with :mod:`sqlite3` alone
 (read-only, no lock) and loads the model on a thread of its own. Imports hold the GIL, so the
 thread's go first (:func:`start` waits for them), and the session then builds while the main
-thread imports the rest. The engine takes it
+thread imports the rest. The ``semsearch`` command forks a process for it instead
+(:mod:`semsearch.query_process`), where the two run on two cores at once. The engine takes it
 (:meth:`semsearch.engine.Engine.offer_query_model`) only if it is the model the engine would load
 itself; anything unexpected here (no index, no export, a damaged file) only means the engine
 loads the model the usual way. Measured: docs/benchmarks.md, "Answering a query".
@@ -20,7 +21,9 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
+from semsearch import query_process
 from semsearch.location import DATABASE_NAME
 
 IMPORTS_WAITED = 2.0  # seconds start() waits for the thread's imports, at most
@@ -53,7 +56,7 @@ class EarlyQueryModel:
             directory = query_model_dir(self.model)
             if OnnxEmbedder.available(directory, self.precision):
                 self._imported.set()
-                self._embedder = OnnxEmbedder(directory, precision=self.precision, batch_size=1)
+                self._embedder = OnnxEmbedder(directory, precision=self.precision, batch_size=1, optimized=True)
         except Exception:  # noqa: BLE001 - the engine loads it the usual way and reports what is wrong
             self._embedder = None
         finally:
@@ -64,6 +67,11 @@ class EarlyQueryModel:
         holds no GIL), or after ``timeout`` seconds."""
         self._imported.wait(timeout)
 
+    def expect(self, query: str) -> None:
+        """The query that will be embedded (as :meth:`semsearch.query_process.QueryProcess.expect`
+        takes it); nothing to do ahead here: on a thread, the main thread's imports and the
+        embedding would take turns for the GIL anyway."""
+
     def result(self):
         """The loaded :class:`semsearch.onnx_embedder.OnnxEmbedder`, or ``None`` (waits for the thread)."""
         self._thread.join()
@@ -71,15 +79,18 @@ class EarlyQueryModel:
 
 
 # The model semsearch.launch started before the command line was imported, and its database.
-_waiting: tuple[Path, EarlyQueryModel] | None = None
+_waiting: tuple[Path, Any] | None = None
 
 
-def start(index_dir: str | Path, *, for_later: bool = False) -> EarlyQueryModel | None:
+def start(index_dir: str | Path, *, for_later: bool = False, fork: bool = False) -> Any:
     """Start loading the query model of the index in ``index_dir``; ``None`` when its settings
     cannot be read (no index yet, an index being created, an unreadable file).
 
     ``for_later``: keep it for the next call for the same folder, which then returns it instead
     of loading another (the ``semsearch`` command starts it before importing its commands).
+    ``fork``: load it in a child process (:class:`semsearch.query_process.QueryProcess`) where
+    that is safe (:func:`semsearch.query_process.can_fork`), else on a thread
+    (:class:`EarlyQueryModel`). Either has ``model``, ``precision`` and ``result()``.
     """
     global _waiting
     database = Path(index_dir).expanduser() / DATABASE_NAME
@@ -102,10 +113,21 @@ def start(index_dir: str | Path, *, for_later: bool = False) -> EarlyQueryModel 
         return None
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # as import_onnxruntime does, but here, not on the thread
     precision = found.get("precision") or "fp32"
-    early = EarlyQueryModel(model, precision if isinstance(precision, str) else "fp32")
-    # Python imports hold the GIL: imported side by side, the thread's imports and the search
-    # stack's would take turns, and the session (the part that runs beside them) would start late.
-    early.wait_for_imports(IMPORTS_WAITED)
+    precision = precision if isinstance(precision, str) else "fp32"
+    early: Any = None
+    if fork and query_process.can_fork():
+        # Both processes need numpy: imported once here (~0.13 s) and shared, rather than twice side
+        # by side, where each took up to 0.24 s (docs/benchmarks.md, "A search from a new process").
+        import numpy  # noqa: F401
+        try:
+            early = query_process.QueryProcess(model, precision)
+        except OSError:  # no process to spare: a thread, then
+            early = None
+    if early is None:
+        early = EarlyQueryModel(model, precision)
+        # Python imports hold the GIL: imported side by side, the thread's imports and the search
+        # stack's would take turns, and the session (the part that runs beside them) would start late.
+        early.wait_for_imports(IMPORTS_WAITED)
     if for_later:
         _waiting = (database.absolute(), early)
     return early

@@ -560,7 +560,7 @@ class Engine:
             precision = self.precision or "fp32"
             if OnnxEmbedder.available(directory, precision):
                 try:
-                    onnx = OnnxEmbedder(directory, precision=precision, batch_size=1)
+                    onnx = OnnxEmbedder(directory, precision=precision, batch_size=1, optimized=True)
                 except SemsearchError:
                     onnx = None
                 if onnx is not None and onnx.dimension == self.dimension:
@@ -570,7 +570,8 @@ class Engine:
         return self.embedder
 
     def _export_query_model(self) -> None:
-        """Save an ONNX copy of the model for later searches, while it is loaded anyway.
+        """Save an ONNX copy of the model for later searches, while it is loaded anyway, and the
+        copy's optimised query graph (:func:`semsearch.onnx_export.save_query_graph`).
 
         Best effort: a model that cannot be exported (or checked) is simply searched with
         sentence-transformers, so nothing is reported.
@@ -578,13 +579,13 @@ class Engine:
         model = getattr(self._embedder, "model", None)  # set only on a loaded sentence-transformers model
         if model is None:
             return
-        target = query_model_dir(self.model)
-        if OnnxEmbedder.available(target):
-            return
-        from semsearch.onnx_export import export_query_model  # (a search never needs the exporter)
+        from semsearch.onnx_export import export_query_model, save_query_graph  # (a search never needs the exporter)
 
+        target = query_model_dir(self.model)
         try:
-            export_query_model(model, target, name=self.model)
+            if not OnnxEmbedder.available(target):
+                export_query_model(model, target, name=self.model)
+            save_query_graph(target)
         except (Exception, KeyboardInterrupt):  # noqa: BLE001 - an optimisation must not fail indexing
             pass  # the next indexing run tries again; searches use sentence-transformers meanwhile
 

@@ -32,7 +32,7 @@ def main() -> None:
             from semsearch import early_model, rendezvous
 
             if "--local" in sys.argv[1:] or rendezvous.find(index_dir) is None:
-                early_model.start(index_dir, for_later=True)
+                early_model.start(index_dir, for_later=True, fork=True)
         from semsearch.cli import main as run
     except KeyboardInterrupt:  # before the command line's own handling: nothing started to save
         sys.stderr.write("Interrupted.\n")

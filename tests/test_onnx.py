@@ -24,7 +24,9 @@ from semsearch.onnx_embedder import (  # noqa: E402
     TOKENIZER_NAME,
     OnnxQueryEmbedder,
     QueryModelError,
+    OnnxEmbedder,
     pool,
+    query_graph_name,
     weights_name,
 )
 from semsearch.onnx_export import (  # noqa: E402
@@ -33,6 +35,8 @@ from semsearch.onnx_export import (  # noqa: E402
     _move_into_place,
     export_query_model,
     keep_weights_apart,
+    quantize_model,
+    save_query_graph,
 )
 from semsearch.model_cache import installed_version, query_model_dir  # noqa: E402
 
@@ -130,6 +134,51 @@ def test_an_older_export_gets_its_weights_apart_with_the_same_vectors(export, tm
     assert keep_weights_apart(older) is False  # nothing left to move
     assert keep_weights_apart(older, "int8") is False  # no int8 copy made yet
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_query_graph_is_saved_once_and_embeds_as_the_export(export, tmp_path, precision):
+    """The network as onnxruntime optimises it, saved beside the export: a session loads it with
+    the optimiser off and gives the export's vectors; saved once per onnxruntime version."""
+    import onnxruntime
+
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    if precision == "int8":
+        quantize_model(folder)
+    model_file = MODEL_NAME if precision == "fp32" else "model.int8.onnx"
+    name = query_graph_name(model_file, onnxruntime.__version__)
+    older = folder / query_graph_name(model_file, "0.0.1")  # another onnxruntime's copy
+    older.write_bytes(b"old")
+    older.with_name(weights_name(older.name)).write_bytes(b"old")
+    (folder / ".query-graph.abc123").mkdir()  # what a process killed while saving leaves
+
+    assert OnnxEmbedder(folder, precision=precision, batch_size=1, optimized=True).optimized is False
+    assert save_query_graph(folder, precision) is True
+    assert save_query_graph(folder, precision) is False  # there already
+    assert not older.exists() and not older.with_name(weights_name(older.name)).exists()
+    assert not list(folder.glob(".query-graph.*"))
+    for saved in (folder / name, folder / weights_name(name)):
+        assert saved.stat().st_mode & 0o777 == 0o644, saved
+    optimised = OnnxEmbedder(folder, precision=precision, batch_size=1, optimized=True, prepack=False)
+    plain = OnnxEmbedder(folder, precision=precision, batch_size=1)
+    assert optimised.optimized is True and plain.optimized is False
+    assert np.abs(optimised.embed(TEXTS) - plain.embed(TEXTS)).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_a_damaged_query_graph_falls_back_to_the_export(export, tmp_path):
+    import onnxruntime
+
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    assert save_query_graph(folder) is True
+    graph = folder / query_graph_name(MODEL_NAME, onnxruntime.__version__)
+    graph.write_bytes(graph.read_bytes()[:1000])  # cut short
+    embedder = OnnxEmbedder(folder, batch_size=1, optimized=True)
+    assert embedder.optimized is False
+    np.testing.assert_allclose(embedder.embed(TEXTS), OnnxQueryEmbedder(export).embed(TEXTS), atol=1e-6)
 
 
 @pytest.mark.slow
