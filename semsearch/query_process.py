@@ -4,9 +4,10 @@ A ``semsearch search`` answered in its own process imports numpy, onnxruntime an
 builds the model's session (~0.35 s here) and, apart from that, imports the command line, the
 engine, numpy and FAISS (~0.3 s). Python imports hold the GIL, so on threads of one process these
 add up whatever the order (:mod:`semsearch.early_model`). In two processes they run on two cores
-at once: the ``semsearch`` entry point (:mod:`semsearch.launch`) forks this child while it has
-imported nothing but the standard library and runs no thread, and the child loads the model while
-the parent imports the rest. The parent then asks it for the query's vector over a pipe.
+at once: the ``semsearch`` entry point (:mod:`semsearch.launch`) imports numpy (which both need)
+and then forks this child, before it runs any thread or imports anything else heavy; the child
+loads the model while the parent imports the rest. The parent sends the query as soon as it knows
+it (:meth:`QueryProcess.expect`) and reads the vector when the engine asks for it.
 
 The child answers the texts its parent sends, one request at a time, and ends when the parent
 closes the pipe or ends itself. It runs the same :class:`semsearch.onnx_embedder.OnnxEmbedder`
@@ -30,6 +31,7 @@ import signal
 import struct
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,12 @@ class QueryProcess:
         self._turn = threading.Lock()  # one request on the pipe at a time
         requests_read, requests_write = os.pipe()
         answers_read, answers_write = os.pipe()
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns of a fork beside other OS threads: numpy's BLAS has started its idle
+            # workers by now, which hold no lock a child needs (glibc's allocator forks safely), and
+            # the child never uses BLAS threads (onnxruntime brings its own, started after the fork).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
         if pid == 0:  # the child: never returns
             os.close(requests_write)
             os.close(answers_read)
