@@ -95,6 +95,7 @@ def load_embedder(
     """
     if precision not in PRECISIONS:
         raise ModelLoadError(f"unknown precision {precision!r}; use {' or '.join(PRECISIONS)}")
+    from semsearch.export_upkeep import upkeep
     from semsearch.onnx_embedder import OnnxEmbedder
     from semsearch.model_cache import query_model_dir
     from semsearch.onnx_export import UnsupportedModelError, export_query_model, quantize_model
@@ -102,7 +103,7 @@ def load_embedder(
     directory = query_model_dir(model)
     if precision == "fp32":
         if device == "cpu" and OnnxEmbedder.available(directory):
-            _upkeep(directory, "fp32")
+            upkeep(directory, "fp32")
             try:
                 return _onnx(directory, "fp32")
             except SemsearchError:
@@ -121,23 +122,10 @@ def load_embedder(
                 raise UnsupportedModelError(f"{model} is not a sentence-transformers model, so it has no export")
             export_query_model(sentence_transformer, directory, name=model)
         quantize_model(directory)
-        _upkeep(directory, "int8")
+        upkeep(directory, "int8")
         return _onnx(directory, "int8")
     except UnsupportedModelError as error:
         raise ModelLoadError(f"cannot embed {model} at int8: {error}; use --precision fp32") from None
-
-
-def _upkeep(directory: Path, precision: str) -> None:
-    """Give an export what makes its searches' model load sooner, where it lacks it: the weights in
-    a file apart and the optimised query graph (an index run does this, a search never writes).
-    Best effort: the export works as it is."""
-    from semsearch.onnx_export import keep_weights_apart, save_query_graph
-
-    for step in (keep_weights_apart, save_query_graph):
-        try:
-            step(directory, precision)
-        except Exception:  # noqa: BLE001 - a full disk, a read-only cache: searches load the old way
-            pass
 
 
 def _onnx(directory: Path, precision: str) -> Embedder:

@@ -571,7 +571,7 @@ class Engine:
 
     def _export_query_model(self) -> None:
         """Save an ONNX copy of the model for later searches, while it is loaded anyway, and the
-        copy's optimised query graph (:func:`semsearch.onnx_export.save_query_graph`).
+        copy's optimised query graph (:func:`semsearch.export_upkeep.save_query_graph`).
 
         Best effort: a model that cannot be exported (or checked) is simply searched with
         sentence-transformers, so nothing is reported.
@@ -579,7 +579,8 @@ class Engine:
         model = getattr(self._embedder, "model", None)  # set only on a loaded sentence-transformers model
         if model is None:
             return
-        from semsearch.onnx_export import export_query_model, save_query_graph  # (a search never needs the exporter)
+        from semsearch.export_upkeep import save_query_graph  # (a search never needs the exporter)
+        from semsearch.onnx_export import export_query_model
 
         target = query_model_dir(self.model)
         try:

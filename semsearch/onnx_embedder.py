@@ -54,14 +54,14 @@ MAX_THREADS = 4  # one query gains nothing past a few threads, and the cores are
 def weights_name(model_file: str) -> str:
     """The file beside a model file that holds its weights (ONNX external data), which
     onnxruntime maps into memory: the model loads in about half the time (see
-    :func:`semsearch.onnx_export.keep_weights_apart`)."""
+    :func:`semsearch.export_upkeep.keep_weights_apart`)."""
     return model_file + ".weights"
 
 
 def query_graph_name(model_file: str, onnxruntime_version: str) -> str:
     """The file beside a model file that holds its network as that onnxruntime version optimises
     it (``model.onnx`` → ``model.query-ort1.23.2.onnx``, weights in :func:`weights_name` of it):
-    see :func:`semsearch.onnx_export.save_query_graph`."""
+    see :func:`semsearch.export_upkeep.save_query_graph`."""
     stem = model_file[: -len(".onnx")] if model_file.endswith(".onnx") else model_file
     return f"{stem}.query-ort{onnxruntime_version}.onnx"
 
@@ -99,7 +99,7 @@ class OnnxEmbedder:
     embeds one query wants (:mod:`semsearch.query_process`). The vectors differ by < 1e-6.
 
     ``optimized=True`` loads the export's query graph when this onnxruntime version saved one
-    (:func:`query_graph_name`, written by :func:`semsearch.onnx_export.save_query_graph`): the
+    (:func:`query_graph_name`, written by :func:`semsearch.export_upkeep.save_query_graph`): the
     network already optimised, so the session builds with the optimiser off, in 25-30 ms instead
     of 65-100 (fp32 MiniLM, no prepacking). ``self.optimized`` says whether it did.
     """

@@ -12,7 +12,6 @@ already loaded (so it is imported already); finding where an export lives costs 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.util
 import inspect
 import json
@@ -32,7 +31,6 @@ from semsearch.onnx_embedder import (
     CONFIG_NAME,
     FORMAT,
     INT8_MODEL_NAME,
-    MODEL_FILES,
     MODEL_NAME,
     POOLING_MODES,
     TOKENIZER_NAME,
@@ -40,7 +38,6 @@ from semsearch.onnx_embedder import (
     OnnxQueryEmbedder,
     QueryModelError,
     import_onnxruntime,
-    query_graph_name,
     weights_name,
 )
 
@@ -55,7 +52,7 @@ MIN_COSINE = 0.9999
 MIN_INT8_COSINE = 0.95
 # A model file bigger than this still holds its weights (a graph without them is ~0.2 MB).
 WEIGHTS_INSIDE_BYTES = 4 << 20
-MAX_APART_DIFFERENCE = 1e-6  # the same network read another way: its vectors must not move
+MAX_APART_DIFFERENCE = 1e-6  # the same network read another way: its vectors must not move (semsearch.export_upkeep)
 _TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 # Texts the export is checked on: short and long, several scripts, and one past the model's limit.
@@ -314,7 +311,7 @@ def _write_export(model: Any, settings: dict[str, Any], folder: Path) -> None:
         raise UnsupportedModelError(f"torch.onnx could not export the model: {first_line}") from None
     finally:
         transformer.train(was_training)
-    _save_weights_apart(folder / MODEL_NAME)
+    save_weights_apart(folder / MODEL_NAME)
 
     clean = type(tokenizer.backend_tokenizer).from_str(tokenizer.backend_tokenizer.to_str())
     clean.no_truncation()
@@ -360,130 +357,23 @@ def _move_into_place(work: Path, target: Path) -> None:
     os.rename(work, target)
 
 
-def keep_weights_apart(directory: Path, precision: str = "fp32") -> bool:
-    """Move the weights of an export's model file (of this precision) into a file of their own
-    beside it, unless they are there already; returns whether it did.
-
-    onnxruntime maps such a file into memory instead of copying weights out of the model file: a
-    session of the fp32 MiniLM loads in 0.12-0.16 s instead of 0.28-0.41 s, which is most of what
-    a one-query process waits for (docs/benchmarks.md). Exports are written this way; this moves
-    an older export's weights the first time an index run uses it. The rewritten model must give
-    the same vectors as before (to :data:`MAX_APART_DIFFERENCE`) or nothing is changed, and it
-    replaces the old file by a rename, with its weights in place first: a search loading the model
-    meanwhile reads the old file or the new pair. Two processes never do it at once (a lock on the
-    folder).
-    """
-    directory = Path(directory)
-    model_file = directory / MODEL_FILES[precision]
-    if not _holds_weights(model_file):
-        return False
-    lock = os.open(directory, os.O_RDONLY)  # the folder itself is the lock: no file left behind
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False  # another process is doing it
-        if not _holds_weights(model_file):
-            return False
-        for stale in directory.glob(".weights.*"):  # left by a process killed here before
-            shutil.rmtree(stale, ignore_errors=True)
-        staged = Path(tempfile.mkdtemp(prefix=".weights.", dir=directory))
-        try:
-            for name in (CONFIG_NAME, TOKENIZER_NAME):
-                (staged / name).symlink_to(directory / name)
-            _save_weights_apart(model_file, staged / model_file.name)
-            texts = list(CHECK_TEXTS)
-            before = OnnxEmbedder(directory, precision=precision, batch_size=1).embed(texts)
-            after = OnnxEmbedder(staged, precision=precision, batch_size=1).embed(texts)
-            if not float(np.abs(before - after).max()) <= MAX_APART_DIFFERENCE:
-                raise ExportMismatchError("the model with its weights apart gives other vectors")
-            os.replace(staged / weights_name(model_file.name), directory / weights_name(model_file.name))
-            os.replace(staged / model_file.name, model_file)
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
-    finally:
-        os.close(lock)  # (and with it the lock)
-    return True
-
-
-def save_query_graph(directory: Path, precision: str = "fp32") -> bool:
-    """Save the export's model of this precision as onnxruntime optimises it, for queries, unless
-    this onnxruntime version has saved it already; returns whether it did.
-
-    Building a session optimises the network first (fusing attention, layer norms, GELU): 65-100 ms
-    of the 0.4-0.5 s a one-query process takes here. Saved once, the optimised network loads with
-    the optimiser off (:class:`semsearch.onnx_embedder.OnnxEmbedder` ``optimized=True``) in 25-30
-    ms. It is saved at the "extended" level, the highest whose result onnxruntime calls portable
-    across CPUs, and named after the onnxruntime version that made it (another version ignores it
-    and saves its own). Its vectors must match the export's to :data:`MAX_ABS_DIFFERENCE` on
-    :data:`CHECK_TEXTS`, or nothing is kept; its weights are renamed into place first, then the
-    graph, so a search sees a complete pair or none. Two processes never do it at once (a lock
-    on the folder); a copy for another onnxruntime version is deleted.
-    """
-    directory = Path(directory)
-    onnxruntime = import_onnxruntime()
-    model_file = directory / MODEL_FILES[precision]
-    name = query_graph_name(model_file.name, onnxruntime.__version__)
-    if (directory / name).is_file() or not model_file.is_file():
-        return False
-    lock = os.open(directory, os.O_RDONLY)  # the folder itself is the lock, as for the weights
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False  # another process is doing it
-        if (directory / name).is_file():
-            return False
-        for stale in directory.glob(".query-graph.*"):  # left by a process killed here before
-            shutil.rmtree(stale, ignore_errors=True)
-        staged = Path(tempfile.mkdtemp(prefix=".query-graph.", dir=directory))
-        try:
-            for linked in (CONFIG_NAME, TOKENIZER_NAME, model_file.name, weights_name(model_file.name)):
-                if (directory / linked).exists():
-                    (staged / linked).symlink_to(directory / linked)
-            options = onnxruntime.SessionOptions()
-            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-            options.optimized_model_filepath = str(staged / name)
-            options.add_session_config_entry("session.optimized_model_external_initializers_file_name", weights_name(name))
-            options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-            options.add_session_config_entry("session.disable_prepacking", "1")
-            options.log_severity_level = 3
-            onnxruntime.InferenceSession(str(model_file), sess_options=options, providers=["CPUExecutionProvider"])
-            texts = list(CHECK_TEXTS)
-            before = OnnxEmbedder(directory, precision=precision, batch_size=1).embed(texts)
-            saved = OnnxEmbedder(staged, precision=precision, batch_size=1, optimized=True)
-            after = saved.embed(texts)
-            difference = float(np.abs(before - after).max())
-            if not saved.optimized or not difference <= MAX_ABS_DIFFERENCE:
-                raise ExportMismatchError(f"the optimised network gives other vectors (max difference {difference:.2g})")
-            for written in (staged / weights_name(name), staged / name):
-                written.chmod(0o644)
-                os.replace(written, directory / written.name)
-            for other in directory.glob(query_graph_name(model_file.name, "*")):
-                if other.name != name:
-                    for stale in (other, other.with_name(weights_name(other.name))):
-                        stale.unlink(missing_ok=True)
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
-    finally:
-        os.close(lock)
-    return True
-
-
-def _holds_weights(model_file: Path) -> bool:
+def holds_weights(model_file: Path) -> bool:
+    """Whether an export's model file still holds its weights (an export from before weights files)."""
     try:
         return model_file.stat().st_size > WEIGHTS_INSIDE_BYTES
     except OSError:
         return False
 
 
-def _save_weights_apart(model_file: Path, target: Path | None = None) -> None:
+def save_weights_apart(model_file: Path, target: Path | None = None) -> None:
     """Write the ONNX model in ``model_file`` to ``target`` (default: over itself) with its weights
-    in :func:`semsearch.onnx_embedder.weights_name` beside it (ONNX external data)."""
+    in :func:`semsearch.onnx_embedder.weights_name` beside it (ONNX external data), and without
+    NaN guards (:func:`drop_nan_guards`)."""
     import onnx
 
     target = target or model_file
     model = onnx.load(str(model_file))
+    drop_nan_guards(model)
     onnx.save_model(
         model,
         str(target),
@@ -494,3 +384,48 @@ def _save_weights_apart(model_file: Path, target: Path | None = None) -> None:
     )
     for written in (target, target.with_name(weights_name(target.name))):
         written.chmod(0o644)  # onnx writes the weights 0600; a model shared by a machine's users is no secret
+
+
+def drop_nan_guards(model: Any) -> int:
+    """Remove the NaN guards torch's exporter puts after each attention softmax, in place; returns
+    how many nodes went.
+
+    torch exports scaled dot-product attention as ``Where(IsNaN(p), 0, p)`` over the softmax ``p``,
+    which only matters for a row of attention with every key masked out. semsearch never embeds
+    one (a text is at least its special tokens, or it is checked to give the same vectors), and
+    the guard costs two passes over every layer's attention matrix: 8.5% of an fp32 MiniLM call
+    at 200 tokens, 10.8% of an int8 one (docs/benchmarks.md). Constants left unused go too.
+    """
+    graph = model.graph
+    produced = {output: node for node in graph.node for output in node.output}
+    replaced: dict[str, str] = {}
+    dropped = []
+    for node in graph.node:
+        if node.op_type != "Where" or len(node.input) != 3:
+            continue
+        test = produced.get(node.input[0])
+        if test is None or test.op_type != "IsNaN" or test.input[0] != node.input[2]:
+            continue
+        source = produced.get(node.input[2])
+        if source is None or source.op_type != "Softmax":
+            continue
+        replaced[node.output[0]] = node.input[2]
+        dropped += [node, test]
+    if not dropped:
+        return 0
+    for node in dropped:
+        graph.node.remove(node)
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            if name in replaced:
+                node.input[position] = replaced[name]
+    outputs = {output.name for output in graph.output}
+    while True:  # constants nothing reads any more
+        used = {name for node in graph.node for name in node.input} | outputs
+        unused = [node for node in graph.node if node.op_type == "Constant" and node.output[0] not in used]
+        if not unused:
+            break
+        for node in unused:
+            graph.node.remove(node)
+            dropped.append(node)
+    return len(dropped)

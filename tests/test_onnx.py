@@ -34,10 +34,9 @@ from semsearch.onnx_export import (  # noqa: E402
     UnsupportedModelError,
     _move_into_place,
     export_query_model,
-    keep_weights_apart,
     quantize_model,
-    save_query_graph,
 )
+from semsearch.export_upkeep import drop_guards, keep_weights_apart, save_query_graph  # noqa: E402
 from semsearch.model_cache import installed_version, query_model_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -165,6 +164,71 @@ def test_the_query_graph_is_saved_once_and_embeds_as_the_export(export, tmp_path
     plain = OnnxEmbedder(folder, precision=precision, batch_size=1)
     assert optimised.optimized is True and plain.optimized is False
     assert np.abs(optimised.embed(TEXTS) - plain.embed(TEXTS)).max() < 1e-5
+
+
+def with_nan_guards(model_file: Path) -> int:
+    """Put back, in place, the guards torch's exporter wrote after each attention softmax
+    (``Where(IsNaN(p), 0, p)``), as exports made before they were dropped have them."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(model_file), load_external_data=False)
+    graph = model.graph
+    added = 0
+    for softmax in [node for node in graph.node if node.op_type == "Softmax"]:
+        probabilities = softmax.output[0]
+        guarded = probabilities + "_guarded"
+        for node in graph.node:
+            for position, name in enumerate(node.input):
+                if name == probabilities:
+                    node.input[position] = guarded
+        zero = helper.make_node("Constant", [], [probabilities + "_zero"], value_float=0.0)
+        test = helper.make_node("IsNaN", [probabilities], [probabilities + "_isnan"])
+        where = helper.make_node("Where", [test.output[0], zero.output[0], probabilities], [guarded])
+        at = list(graph.node).index(softmax) + 1
+        for offset, node in enumerate((zero, test, where)):
+            graph.node.insert(at + offset, node)
+        added += 1
+    onnx.save_model(model, str(model_file))
+    return added
+
+
+@pytest.mark.slow
+def test_exports_are_written_without_nan_guards(export, tmp_path):
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    quantize_model(folder)
+    for name in (MODEL_NAME, "model.int8.onnx"):
+        assert b"IsNaN" not in (folder / name).read_bytes(), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_an_older_export_loses_its_nan_guards_with_the_same_vectors(export, tmp_path, precision):
+    import onnxruntime
+
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    if precision == "int8":
+        quantize_model(folder)
+        assert keep_weights_apart(folder, "int8") is True  # as an index run does next
+    model_file = folder / (MODEL_NAME if precision == "fp32" else "model.int8.onnx")
+    weights = (folder / weights_name(model_file.name)).read_bytes()
+    assert with_nan_guards(model_file) == 6  # one per layer
+    assert save_query_graph(folder, precision) is True  # made from the guarded graph
+    before = [OnnxEmbedder(folder, precision=precision, batch_size=size).embed(TEXTS) for size in (len(TEXTS), 1)]
+
+    assert drop_guards(folder, precision) is True
+    assert b"IsNaN" not in model_file.read_bytes()
+    assert (folder / weights_name(model_file.name)).read_bytes() == weights  # only the graph was rewritten
+    assert not list(folder.glob(query_graph_name(model_file.name, "*")))  # made from the old graph: gone
+    assert not list(folder.glob(".guards.*"))
+    after = [OnnxEmbedder(folder, precision=precision, batch_size=size).embed(TEXTS) for size in (len(TEXTS), 1)]
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(new, old)
+    assert drop_guards(folder, precision) is False  # nothing left to drop
+    assert save_query_graph(folder, precision) is True
+    assert (folder / query_graph_name(model_file.name, onnxruntime.__version__)).is_file()
 
 
 @pytest.mark.slow
