@@ -388,7 +388,7 @@ def save_weights_apart(model_file: Path, target: Path | None = None) -> None:
 
 def drop_nan_guards(model: Any) -> int:
     """Remove the NaN guards torch's exporter puts after each attention softmax, in place; returns
-    how many nodes went.
+    how many nodes (and shape records of tensors no node has) went.
 
     torch exports scaled dot-product attention as ``Where(IsNaN(p), 0, p)`` over the softmax ``p``,
     which only matters for a row of attention with every key masked out. semsearch never embeds
@@ -411,8 +411,6 @@ def drop_nan_guards(model: Any) -> int:
             continue
         replaced[node.output[0]] = node.input[2]
         dropped += [node, test]
-    if not dropped:
-        return 0
     for node in dropped:
         graph.node.remove(node)
     for node in graph.node:
@@ -428,4 +426,10 @@ def drop_nan_guards(model: Any) -> int:
         for node in unused:
             graph.node.remove(node)
             dropped.append(node)
-    return len(dropped)
+    # Shapes recorded for tensors that are gone (the quantiser records every tensor's; a copy
+    # whose guards went before this was done still has theirs).
+    present = {name for node in graph.node for name in (*node.input, *node.output)}
+    stale = [info for info in graph.value_info if info.name not in present]
+    for recorded in stale:
+        graph.value_info.remove(recorded)
+    return len(dropped) + len(stale)

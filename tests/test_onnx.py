@@ -183,8 +183,10 @@ def with_nan_guards(model_file: Path) -> int:
                 if name == probabilities:
                     node.input[position] = guarded
         zero = helper.make_node("Constant", [], [probabilities + "_zero"], value_float=0.0)
-        test = helper.make_node("IsNaN", [probabilities], [probabilities + "_isnan"])
+        test = helper.make_node("IsNaN", [probabilities], [probabilities + "_IsNaN_output_0"])
         where = helper.make_node("Where", [test.output[0], zero.output[0], probabilities], [guarded])
+        # The quantiser records every tensor's shape; those of the guards must go with them.
+        graph.value_info.append(helper.make_tensor_value_info(test.output[0], onnx.TensorProto.BOOL, None))
         at = list(graph.node).index(softmax) + 1
         for offset, node in enumerate((zero, test, where)):
             graph.node.insert(at + offset, node)
