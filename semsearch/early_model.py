@@ -21,12 +21,25 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from semsearch import query_process
 from semsearch.location import DATABASE_NAME
 
 IMPORTS_WAITED = 2.0  # seconds start() waits for the thread's imports, at most
+
+
+class LoadingModel(Protocol):
+    """A query model on its way (:class:`EarlyQueryModel` on a thread, or
+    :class:`semsearch.query_process.QueryProcess` in a process): what the index records, the
+    query to embed once it has loaded, and the model itself (``None`` if it could not load)."""
+
+    model: str
+    precision: str
+
+    def expect(self, query: str) -> None: ...
+
+    def result(self) -> Any: ...
 
 
 class EarlyQueryModel:
@@ -79,10 +92,10 @@ class EarlyQueryModel:
 
 
 # The model semsearch.launch started before the command line was imported, and its database.
-_waiting: tuple[Path, Any] | None = None
+_waiting: tuple[Path, LoadingModel] | None = None
 
 
-def start(index_dir: str | Path, *, for_later: bool = False, fork: bool = False) -> Any:
+def start(index_dir: str | Path, *, for_later: bool = False, fork: bool = False) -> LoadingModel | None:
     """Start loading the query model of the index in ``index_dir``; ``None`` when its settings
     cannot be read (no index yet, an index being created, an unreadable file).
 
@@ -90,7 +103,7 @@ def start(index_dir: str | Path, *, for_later: bool = False, fork: bool = False)
     of loading another (the ``semsearch`` command starts it before importing its commands).
     ``fork``: load it in a child process (:class:`semsearch.query_process.QueryProcess`) where
     that is safe (:func:`semsearch.query_process.can_fork`), else on a thread
-    (:class:`EarlyQueryModel`). Either has ``model``, ``precision`` and ``result()``.
+    (:class:`EarlyQueryModel`).
     """
     global _waiting
     database = Path(index_dir).expanduser() / DATABASE_NAME
@@ -114,7 +127,7 @@ def start(index_dir: str | Path, *, for_later: bool = False, fork: bool = False)
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # as import_onnxruntime does, but here, not on the thread
     precision = found.get("precision") or "fp32"
     precision = precision if isinstance(precision, str) else "fp32"
-    early: Any = None
+    early: LoadingModel | None = None
     if fork and query_process.can_fork():
         # Both processes need numpy: imported once here (~0.13 s) and shared, rather than twice side
         # by side, where each took up to 0.24 s (docs/benchmarks.md, "A search from a new process").
@@ -124,10 +137,11 @@ def start(index_dir: str | Path, *, for_later: bool = False, fork: bool = False)
         except OSError:  # no process to spare: a thread, then
             early = None
     if early is None:
-        early = EarlyQueryModel(model, precision)
+        on_thread = EarlyQueryModel(model, precision)
         # Python imports hold the GIL: imported side by side, the thread's imports and the search
         # stack's would take turns, and the session (the part that runs beside them) would start late.
-        early.wait_for_imports(IMPORTS_WAITED)
+        on_thread.wait_for_imports(IMPORTS_WAITED)
+        early = on_thread
     if for_later:
         _waiting = (database.absolute(), early)
     return early
