@@ -60,16 +60,14 @@ class EarlyQueryModel:
 
     def _load(self) -> None:
         try:
-            from semsearch.model_cache import query_model_dir
-            from semsearch.onnx_embedder import OnnxEmbedder, import_onnxruntime
+            from semsearch.model_cache import load_query_model
+            from semsearch.onnx_embedder import import_onnxruntime
 
             import_onnxruntime()
             import tokenizers  # noqa: F401 - imported here, before the imports of the search stack
 
-            directory = query_model_dir(self.model)
-            if OnnxEmbedder.available(directory, self.precision):
-                self._imported.set()
-                self._embedder = OnnxEmbedder(directory, precision=self.precision, batch_size=1, optimized=True)
+            self._imported.set()
+            self._embedder = load_query_model(self.model, self.precision)
         except Exception:  # noqa: BLE001 - the engine loads it the usual way and reports what is wrong
             self._embedder = None
         finally:

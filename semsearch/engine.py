@@ -45,7 +45,7 @@ from semsearch.errors import (
 from semsearch.location import DATABASE_NAME, default_index_dir
 from semsearch.locking import WriteLock
 from semsearch.onnx_embedder import OnnxEmbedder
-from semsearch.model_cache import query_model_dir
+from semsearch.model_cache import load_query_model, query_model_dir
 from semsearch.postings import CHANGED_SHARE as POSTINGS_CHANGED_SHARE
 from semsearch.postings import MAX_TOKENS as POSTINGS_MAX_TOKENS
 from semsearch.postings import Postings
@@ -556,15 +556,12 @@ class Engine:
             ):
                 self._query_embedder = onnx
         if self._embedder is None and self._query_embedder is None:
-            directory = query_model_dir(self.model)
-            precision = self.precision or "fp32"
-            if OnnxEmbedder.available(directory, precision):
-                try:
-                    onnx = OnnxEmbedder(directory, precision=precision, batch_size=1, optimized=True)
-                except SemsearchError:
-                    onnx = None
-                if onnx is not None and onnx.dimension == self.dimension:
-                    self._query_embedder = onnx
+            try:
+                onnx = load_query_model(self.model, self.precision or "fp32")
+            except SemsearchError:
+                onnx = None
+            if onnx is not None and onnx.dimension == self.dimension:
+                self._query_embedder = onnx
         if self._embedder is None and self._query_embedder is not None:
             return self._query_embedder
         return self.embedder

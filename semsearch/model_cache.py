@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from semsearch.embedder import DEFAULT_MODEL
-from semsearch.onnx_embedder import FORMAT
+from semsearch.onnx_embedder import FORMAT, OnnxEmbedder
 
 CACHE_ENV_VAR = "SEMSEARCH_CACHE"
 LIBRARIES = ("sentence-transformers", "transformers", "tokenizers")  # what writes or reads an export
@@ -42,6 +42,17 @@ def query_model_dir(model_name: str) -> Path:
     digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_name.rstrip("/\\").rsplit("/", 1)[-1]).strip("-.")[:40]
     return cache_root() / "onnx" / f"{slug or 'model'}-{digest}"
+
+
+def load_query_model(model_name: str, precision: str, *, prepack: bool = True) -> OnnxEmbedder | None:
+    """The ONNX export of ``model_name`` at ``precision``, loaded to embed queries (one text per
+    call, from the optimised query graph where one is saved); ``None`` when the cache holds no
+    such export. Raises :class:`semsearch.onnx_embedder.QueryModelError` when it cannot load.
+    ``prepack``: see :class:`semsearch.onnx_embedder.OnnxEmbedder`."""
+    directory = query_model_dir(model_name)
+    if not OnnxEmbedder.available(directory, precision):
+        return None
+    return OnnxEmbedder(directory, precision=precision, batch_size=1, prepack=prepack, optimized=True)
 
 
 def installed_version(distribution: str) -> str:

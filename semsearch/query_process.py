@@ -33,7 +33,6 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 LENGTH = struct.Struct(">I")
@@ -134,7 +133,7 @@ class RemoteEmbedder:
 
     def __init__(self, process: QueryProcess, hello: dict[str, Any]) -> None:
         self._process: QueryProcess | None = process
-        self._directory = Path(hello["directory"])
+        self._model = process.model  # the index's name for it, as the cache knows it
         self.name: str = hello["name"]
         self.precision: str = hello["precision"]
         self.dimension: int = int(hello["dimension"])
@@ -160,9 +159,12 @@ class RemoteEmbedder:
 
     def _local(self):
         if self._own is None:
-            from semsearch.onnx_embedder import OnnxEmbedder
+            from semsearch.model_cache import load_query_model
+            from semsearch.onnx_embedder import QueryModelError
 
-            self._own = OnnxEmbedder(self._directory, precision=self.precision, batch_size=1, optimized=True)
+            self._own = load_query_model(self._model, self.precision)
+            if self._own is None:
+                raise QueryModelError(f"the ONNX query model of {self._model} is gone from the cache; run: semsearch index")
         return self._own
 
 
@@ -191,19 +193,17 @@ def _child(model: str, precision: str, requests: int, answers: int) -> None:
 def _load(model: str, precision: str, answers: int) -> Any:
     """The model, after telling the parent what it is; ``None`` (and an error sent) if it cannot load."""
     try:
-        from semsearch.model_cache import query_model_dir
-        from semsearch.onnx_embedder import OnnxEmbedder
+        from semsearch.model_cache import load_query_model
 
-        directory = query_model_dir(model)
-        if not OnnxEmbedder.available(directory, precision):
-            raise FileNotFoundError(f"no {precision} export in {directory}")
         # One query to embed, mostly: a session that builds sooner beats one that runs faster.
-        embedder = OnnxEmbedder(directory, precision=precision, batch_size=1, prepack=False, optimized=True)
+        embedder = load_query_model(model, precision, prepack=False)
+        if embedder is None:
+            raise FileNotFoundError(f"no {precision} export of {model} in the cache")
     except Exception as error:  # noqa: BLE001 - the parent loads it itself and reports what is wrong
         _send(answers, json.dumps({"error": str(error)}).encode())
         return None
     hello = {"name": embedder.name, "precision": embedder.precision, "dimension": embedder.dimension,
-             "max_tokens": embedder.max_tokens, "directory": str(directory), "optimized": embedder.optimized}
+             "max_tokens": embedder.max_tokens, "optimized": embedder.optimized}
     _send(answers, json.dumps(hello).encode())
     return embedder
 
