@@ -36,11 +36,12 @@ PRECISIONS = ("fp32", "int8")
 # int8 embeds ~1.6-1.9x faster on a CPU, but would have had to keep hybrid nDCG@10 within 0.005 of
 # fp32 on all five BEIR sets to be the default, and lost 0.009 on ADI (docs/quality.md).
 DEFAULT_CPU_PRECISION = "fp32"
-# One text per call: int8 activations are quantised with one scale per call, so a text embedded in
-# a batch would depend on its neighbours; alone it is always the same vector (a query's too). On
-# these CPUs batch 1 measured as fast as 16 (no padding at all).
-INT8_BATCH_SIZE = 1
-FP32_BATCH_SIZE = 16
+# One text per call, at either precision. int8 quantises each call's activations with one scale, so
+# a text embedded in a batch would depend on its neighbours; alone it is always the same vector (a
+# query's too). And alone there is no padding and a text's activations stay in the core's cache:
+# fp32 indexed the first 1,200 SciFact abstracts in 32.8 s one text a call against 42.2 s sixteen a
+# call (docs/benchmarks.md), and int8 measured likewise. Both cores stay busy: one call each.
+ONNX_BATCH_SIZE = 1
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$")
 
 TorchLoader = Callable[[str], Embedder]  # device -> a sentence-transformers embedder on it
@@ -131,8 +132,7 @@ def load_embedder(
 def _onnx(directory: Path, precision: str) -> Embedder:
     from semsearch.onnx_embedder import OnnxEmbedder
 
-    batch = INT8_BATCH_SIZE if precision == "int8" else FP32_BATCH_SIZE
-    return OnnxEmbedder(directory, precision=precision, batch_size=batch, workers=index_workers())
+    return OnnxEmbedder(directory, precision=precision, batch_size=ONNX_BATCH_SIZE, workers=index_workers())
 
 
 def index_workers() -> int:

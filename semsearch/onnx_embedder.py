@@ -226,7 +226,7 @@ class OnnxEmbedder:
         encodings = self._tokenizer.encode_batch(list(texts))
         # Batches of similar length waste less work on padding. With fp32 the results do not depend
         # on it; int8 quantises each batch's activations with one scale, so there a batch size of
-        # one makes a text's vector its own (see embedding_backend.INT8_BATCH_SIZE).
+        # one makes a text's vector its own (see backends.ONNX_BATCH_SIZE).
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         vectors = np.empty((len(encodings), self.dimension), dtype=np.float32)
         batches = [order[offset : offset + self.batch_size] for offset in range(0, len(order), self.batch_size)]
