@@ -49,6 +49,10 @@ FORMAT = 1  # bump when the folder's layout or meaning changes; older folders ar
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 BATCH_SIZE = 32
 MAX_THREADS = 4  # one query gains nothing past a few threads, and the cores are shared
+# Texts each worker should have in one call to stay busy to its end: workers take the batches as
+# they free up, longest first, and 16 texts a worker evens out the lengths (what 16-core indexing
+# was measured with when a batch was 16 texts; docs/benchmarks.md, "On a GPU").
+TEXTS_PER_WORKER = 16
 
 
 def weights_name(model_file: str) -> str:
@@ -194,7 +198,7 @@ class OnnxEmbedder:
         self.precision = precision
         self.batch_size = max(1, batch_size)
         self.workers = max(1, workers)
-        self.texts_at_once = self.batch_size * self.workers  # what one call can keep busy
+        self.texts_at_once = max(self.batch_size, TEXTS_PER_WORKER) * self.workers  # what keeps a call's workers busy
         # Tokens of text that fit next to the special tokens, as SentenceTransformerEmbedder counts them.
         special = len(tokenizer.encode("").ids)
         self.max_tokens: int = self._max_length - special

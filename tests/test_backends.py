@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -337,3 +338,21 @@ def test_verify_reports_an_unknown_precision(tmp_path, fake_embedder):
     with semsearch.open(tmp_path / "idx", embedder=fake_embedder) as engine:
         report = engine.verify()
     assert [(p.part, p.message) for p in report.problems] == [("settings", "unknown precision 'int4'")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_indexing_embeds_one_text_per_call_and_keeps_every_worker_busy(int8_index, precision, monkeypatch):
+    from semsearch.ingest import EMBED_CALL, Indexer
+    from semsearch.onnx_embedder import TEXTS_PER_WORKER
+
+    for cores in (2, 16):
+        monkeypatch.setattr(backends, "index_workers", lambda cores=cores: cores)
+        embedder = backends._onnx(cache_of(), precision)
+        assert (embedder.batch_size, embedder.workers) == (1, cores)
+        # A call holds enough texts for every worker to take several, longest first: 32 on 2
+        # cores (as measured there), two rounds of 16 a worker on 16 cores.
+        call = Indexer._call_size(SimpleNamespace(embedder=embedder))
+        assert call == (EMBED_CALL if cores == 2 else 2 * TEXTS_PER_WORKER * cores)
+        texts = [text * (i % 4 + 1) for i, text in enumerate(TEXTS * 3)]
+        assert np.abs(embedder.embed(texts) - embedder.embed(texts[::-1])[::-1]).max() < 1e-6
