@@ -9,8 +9,9 @@ An index records one *precision* with its model, and every vector in it comes fr
   onnxruntime on the CPU. Faster on a CPU, and its vectors are close to fp32's but not the same
   (cosine ~0.993), so the two never share an index; queries then use the same int8 model.
 
-A new index is fp32 unless int8 is asked for: int8 lost more than 0.005 hybrid nDCG@10 on one of
-the five BEIR sets (ADI; docs/quality.md), the bar it had to clear to become the default.
+A new index is fp32 unless int8 is asked for: int8 lost more than 0.005 hybrid nDCG@10 on ADI (and
+on CISI too, measured on another CPU) of the five BEIR sets (docs/quality.md), the bar it had to
+clear to become the default.
 
 The int8 model is made on first use and cached: from the fp32 export if the cache has it (no torch),
 otherwise the model is loaded once with sentence-transformers, exported, checked and quantised.
@@ -34,7 +35,8 @@ from semsearch.errors import ModelLoadError, SemsearchError
 
 PRECISIONS = ("fp32", "int8")
 # int8 embeds ~1.6-1.9x faster on a CPU, but would have had to keep hybrid nDCG@10 within 0.005 of
-# fp32 on all five BEIR sets to be the default, and lost 0.009 on ADI (docs/quality.md).
+# fp32 on all five BEIR sets to be the default, and lost 0.009-0.011 on ADI (and 0.006 on CISI on an
+# AVX-512 VNNI machine; docs/quality.md).
 DEFAULT_CPU_PRECISION = "fp32"
 # One text per call, at either precision. int8 quantises each call's activations with one scale, so
 # a text embedded in a batch would depend on its neighbours; alone it is always the same vector (a
