@@ -5,6 +5,9 @@
     .venv/bin/python benchmarks/replays.py document-bm25 INDEX scifact       # BM25 over whole documents
     .venv/bin/python benchmarks/replays.py phrases INDEX scifact             # adjacent words as phrases / NEAR
     .venv/bin/python benchmarks/replays.py gap-weight INDEX scifact          # a fusion weight per query
+    .venv/bin/python benchmarks/replays.py engine-variants INDEX scifact     # changes patched into the engine's hybrid
+    .venv/bin/python benchmarks/replays.py granularity INDEX INDEX_128 scifact  # 128- and 254-token vectors, document BM25
+    .venv/bin/python benchmarks/replays.py sentences INDEX scifact           # one vector per sentence
     .venv/bin/python benchmarks/replays.py batch-size                        # onnxruntime texts per call
 
 INDEX is a folder `semsearch eval` or `benchmarks/index_choices.py --work` built for the dataset
@@ -18,6 +21,14 @@ a replay's level is below the engine's (SciFact 0.7299 against 0.7341): compare 
 ``batch-size`` times ``OnnxEmbedder`` (the cached export of the default model, fp32 unless
 ``--precision int8``) on the first 400 SciFact abstracts with 1, 4 and 16 texts a call, two workers,
 alternating rounds.
+
+``engine-variants`` is not a replay: it runs ``semsearch eval``'s hybrid search through the engine
+with one change patched into :class:`semsearch.retrieval.Retriever` at a time (so its baseline is
+the engine's own figure): Rocchio feedback from the *fused* top chunks, BM25 with other k1 and b
+(computed from the candidates' own tokens, exactly FTS5's formula), and two extra terms added to
+the fused score, the share of the query's IDF a chunk holds and its raw cosine. ``granularity``
+and ``sentences`` score documents from the stored vectors of two indexes (or from sentences
+embedded here, cached in ``--cache``) and from BM25 over whole documents.
 """
 
 from __future__ import annotations
@@ -25,9 +36,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sqlite3
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -40,8 +53,10 @@ sys.path.insert(0, str(REPO))
 BEIR = Path(os.environ.get("SEMSEARCH_DATA", REPO.parent / "shared" / "data")) / "beir"
 
 import semsearch  # noqa: E402
+import semsearch.retrieval as retrieval  # noqa: E402
+from semsearch import bm25 as fts_bm25  # noqa: E402
 from semsearch.errors import SemsearchError  # noqa: E402
-from semsearch.evaluation import Dataset, indexable, load_dataset, score_run  # noqa: E402
+from semsearch.evaluation import Dataset, evaluate, indexable, load_dataset, score_run  # noqa: E402
 from semsearch.fts import TOKENIZER  # noqa: E402
 from semsearch.words import _WORD, STOPWORDS, keyword_terms  # noqa: E402
 
@@ -155,18 +170,7 @@ def document_bm25(args: argparse.Namespace) -> None:
     dataset = load_dataset(BEIR / args.dataset)
     replay = Replay(dataset, args.index)
     replay.baseline()
-    table = sqlite3.connect(":memory:")
-    table.execute(f"CREATE VIRTUAL TABLE d USING fts5(id UNINDEXED, title, text, tokenize='{TOKENIZER}')")
-    for doc in dataset.corpus:
-        fields = indexable(doc)
-        if fields:
-            table.execute("INSERT INTO d VALUES (?, ?, ?)", (doc.id, *fields))
-    whole: Scores = {}
-    for qid, text in zip(replay.ids, replay.texts):
-        match = keyword_match(keyword_terms(text))
-        whole[qid] = dict(table.execute(
-            "SELECT id, -bm25(d) FROM d WHERE d MATCH ? ORDER BY bm25(d) LIMIT 100", (match,)
-        ).fetchall()) if match else {}
+    whole = whole_documents_bm25(replay)
     print(f"keyword over whole documents: {replay.alone(whole)}")
     print(f"fused with semantic: {replay.fused([(0.5, replay.semantic), (0.5, whole)])}")
     print(f"both keyword sides at 0.25: "
@@ -223,6 +227,212 @@ def gap_weight(args: argparse.Namespace) -> None:
               f"{replay.fused([(0.5, replay.semantic), (0.5, replay.keyword)], weight)}")
 
 
+def whole_documents_bm25(replay: Replay) -> Scores:
+    """Each query's 100 best documents by BM25 over the whole title + text (a scratch FTS5 table,
+    the index's tokenizer)."""
+    table = sqlite3.connect(":memory:")
+    table.execute(f"CREATE VIRTUAL TABLE d USING fts5(id UNINDEXED, title, text, tokenize='{TOKENIZER}')")
+    for doc in replay.dataset.corpus:
+        fields = indexable(doc)
+        if fields:
+            table.execute("INSERT INTO d VALUES (?, ?, ?)", (doc.id, *fields))
+    whole: Scores = {}
+    for qid, text in zip(replay.ids, replay.texts):
+        match = keyword_match(keyword_terms(text))
+        whole[qid] = dict(table.execute(
+            "SELECT id, -bm25(d) FROM d WHERE d MATCH ? ORDER BY bm25(d) LIMIT 100", (match,)
+        ).fetchall()) if match else {}
+    return whole
+
+
+def per_document(replay: Replay, owners: list[str], vectors: np.ndarray) -> tuple[Scores, Scores]:
+    """From vectors each belonging to a document: each query's 100 best documents by their best
+    vector's cosine, and by the cosine of their vectors' normalised mean."""
+    names = sorted(set(owners))
+    number = {name: position for position, name in enumerate(names)}
+    owner = np.array([number[name] for name in owners])
+    order = np.argsort(owner, kind="stable")
+    starts = np.r_[0, np.flatnonzero(np.diff(owner[order])) + 1]
+    best = np.maximum.reduceat(replay.vectors @ vectors[order].T, starts, axis=1)
+    means = np.add.reduceat(vectors[order], starts, axis=0)
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    centroid = replay.vectors @ means.T
+    documents = [names[owner[order][start]] for start in starts]
+
+    def tops(matrix: np.ndarray) -> Scores:
+        return {qid: {documents[j]: float(matrix[i, j]) for j in np.argsort(-matrix[i])[:100]}
+                for i, qid in enumerate(replay.ids)}
+
+    return tops(best), tops(centroid)
+
+
+def stored_vectors(index: Path) -> tuple[list[str], np.ndarray]:
+    """Every chunk's document and stored vector (float32, as SQLite keeps them)."""
+    connection = sqlite3.connect(index / "semsearch.db")
+    rows = connection.execute(
+        "SELECT d.path, c.vector FROM chunks c JOIN documents d ON d.id = c.document_id ORDER BY c.id"
+    ).fetchall()
+    return [path for path, _ in rows], np.stack([np.frombuffer(blob, dtype=np.float32) for _, blob in rows])
+
+
+def granularity(args: argparse.Namespace) -> None:
+    dataset = load_dataset(BEIR / args.dataset)
+    replay = Replay(dataset, args.index)
+    replay.baseline()
+    chunk_best, chunk_mean = per_document(replay, *stored_vectors(args.index))
+    window_best, window_mean = per_document(replay, *stored_vectors(args.index_128))
+    whole = whole_documents_bm25(replay)
+    chunk_bm25 = replay.keyword
+    print(f"alone: best chunk {replay.alone(chunk_best)}, chunks' mean {replay.alone(chunk_mean)}, "
+          f"best 128-token window {replay.alone(window_best)}, windows' mean {replay.alone(window_mean)}, "
+          f"BM25 per chunk {replay.alone(chunk_bm25)}, BM25 per document {replay.alone(whole)}")
+    mixes = {
+        "chunks + BM25 per chunk (the baseline)": [(0.5, chunk_best), (0.5, chunk_bm25)],
+        "windows + BM25 per chunk": [(0.5, window_best), (0.5, chunk_bm25)],
+        "chunks + BM25 per document": [(0.5, chunk_best), (0.5, whole)],
+        "windows + BM25 per document": [(0.5, window_best), (0.5, whole)],
+        "windows + chunks + BM25 per document": [(0.25, window_best), (0.25, chunk_best), (0.5, whole)],
+        "windows + windows' mean + BM25 per chunk": [(0.25, window_best), (0.25, window_mean), (0.5, chunk_bm25)],
+        "windows + windows' mean + BM25 per document": [(0.25, window_best), (0.25, window_mean), (0.5, whole)],
+        "chunks + chunks' mean + BM25 per document": [(0.25, chunk_best), (0.25, chunk_mean), (0.5, whole)],
+    }
+    for name, sides in mixes.items():
+        print(f"{name}: {replay.fused(sides)}")
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
+
+
+def sentences(args: argparse.Namespace) -> None:
+    dataset = load_dataset(BEIR / args.dataset)
+    replay = Replay(dataset, args.index)
+    replay.baseline()
+    texts, owners = [], []
+    for doc in dataset.corpus:
+        fields = indexable(doc)
+        for sentence in SENTENCE_END.split(" ".join(fields[1].split())) if fields else ():
+            texts.append(sentence)
+            owners.append(doc.id)
+    cache = args.cache / f"sentences-{args.dataset}.npy"
+    if cache.exists():
+        vectors = np.load(cache)
+    else:
+        started = time.perf_counter()
+        with semsearch.open(args.index, create=False) as engine:
+            vectors = engine.embedder.embed(texts)
+        args.cache.mkdir(parents=True, exist_ok=True)
+        np.save(cache, vectors)
+        print(f"embedded {len(texts)} sentences in {time.perf_counter() - started:.0f} s")
+    best, _ = per_document(replay, owners, vectors)
+    print(f"best sentence alone: {replay.alone(best)}")
+    for name, sides in {
+        "sentences + BM25": [(0.5, best), (0.5, replay.keyword)],
+        "sentences + chunks + BM25": [(0.25, best), (0.25, replay.semantic), (0.5, replay.keyword)],
+        "sentences 0.3 + chunks 0.3 + BM25 0.4": [(0.3, best), (0.3, replay.semantic), (0.4, replay.keyword)],
+    }.items():
+        print(f"{name}: {replay.fused(sides)}")
+
+
+# -- changes patched into the engine's hybrid search (engine-variants) ----------------------------
+
+
+def engine_hybrid(index: Path, dataset: Dataset) -> float:
+    with semsearch.open(index, create=False) as engine:
+        found = evaluate(dataset, modes=("hybrid",), engine=engine)
+    return round(found.results[0].overall.ndcg_at_10, 4)
+
+
+def fused_feedback(depth: int, weight: float) -> Callable:
+    """Hybrid search, then the query vector moved towards the fused top ``depth`` chunks (Rocchio,
+    ``weight``), the candidates' cosines taken again from their stored vectors and fused again."""
+    shipped = retrieval.Retriever.hybrid
+
+    def hybrid(self, query, depth_asked, where):  # type: ignore[no-untyped-def]
+        first = shipped(self, query, depth_asked, where)
+        settings = self.settings
+        if not first:
+            return first
+        _, top = self._vectors.stored_vectors([chunk for chunk, _ in first[:depth]])
+        own = self._unmoved.get(query, self._vector(query))
+        moved = own + weight * top.mean(axis=0)
+        moved = (moved / np.linalg.norm(moved)).astype(np.float32)
+        keyword = self._keyword_scores[query]
+        ids, vectors = self._vectors.stored_vectors(sorted({chunk for chunk, _ in first} | set(keyword)))
+        semantic = dict(zip(ids.tolist(), retrieval.cosines(vectors, moved).tolist()))
+        keyword_ranked = sorted(((chunk, keyword.get(chunk, 0.0)) for chunk in semantic), key=lambda p: -p[1])
+        return retrieval.convex_fusion(
+            semantic, dict(keyword_ranked), semantic_weight=settings.semantic_weight,
+            semantic_scale=retrieval.normaliser(sorted(semantic.items(), key=lambda p: -p[1])[: settings.candidates], "zscore"),
+            keyword_scale=retrieval.normaliser(retrieval.keyword_window(keyword_ranked, settings.candidates), "zscore"),
+        )[:depth_asked]
+
+    return hybrid
+
+
+def rescored(*, k1: float = fts_bm25.K1, b: float = fts_bm25.B, coverage: float = 0.0, cosine: float = 0.0) -> Callable:
+    """convex_fusion with BM25 computed again for every candidate with ``k1`` and ``b`` (the
+    rows' own token counts, FTS5's formula: k1 1.2, b 0.75 gives the engine's scores back), plus
+    ``coverage`` × the share of the query's IDF the chunk holds and ``cosine`` × its cosine."""
+    current: dict = {}
+    shipped_hybrid = retrieval.Retriever.hybrid
+
+    def hybrid(self, query, depth, where):  # type: ignore[no-untyped-def]
+        current["retriever"], current["query"] = self, query
+        return shipped_hybrid(self, query, depth, where)
+
+    def fusion(semantic, keyword, *, semantic_weight, semantic_scale, keyword_scale):  # type: ignore[no-untyped-def]
+        retriever, query = current["retriever"], current["query"]
+        items = list(semantic.keys() | keyword.keys())
+        terms, stats = retriever._keyword_terms(query)
+        tokens = retrieval._single_tokens(terms, stats) or []
+        rows = retriever._store.keyword_row_tokens(items, list(dict.fromkeys(tokens))) if tokens else {}
+        idf = {token: fts_bm25.idf(stats.rows, stats.rows_with.get(token, 0)) for token in tokens}
+        keyword = dict(keyword)
+        if (k1, b) != (fts_bm25.K1, fts_bm25.B) and tokens:
+            for item in items:
+                row, total = rows.get(item), 0.0
+                for token in tokens:
+                    counts = row.counts.get(token) if row else None
+                    if counts:
+                        count = fts_bm25.frequency((1.0, 1.0), counts)
+                        total += idf[token] * count * (k1 + 1) / (count + k1 * (1 - b + b * row.length / stats.average_length))
+                keyword[item] = total
+            ranked = sorted(keyword.items(), key=lambda p: -p[1])
+            keyword_scale = retrieval.normaliser(retrieval.keyword_window(ranked, 100), "zscore")
+        whole = sum(idf[token] for token in tokens)
+        fused = {}
+        for item in items:
+            score = semantic_weight * semantic_scale(semantic[item]) + (1 - semantic_weight) * keyword_scale(keyword[item])
+            if coverage and whole > 0:
+                row = rows.get(item)
+                score += coverage * sum(idf[token] for token in tokens if row and row.counts.get(token)) / whole
+            fused[item] = score + cosine * semantic[item]
+        return sorted(fused.items(), key=lambda pair: (-pair[1], pair[0]))
+
+    return hybrid, fusion
+
+
+def engine_variants(args: argparse.Namespace) -> None:
+    dataset = load_dataset(BEIR / args.dataset)
+    shipped_hybrid, shipped_fusion = retrieval.Retriever.hybrid, retrieval.convex_fusion
+    print(f"engine, as shipped: hybrid {engine_hybrid(args.index, dataset)}")
+    variants: list[tuple[str, Callable, Callable]] = []
+    for depth, weight in ((2, 0.5), (3, 0.3), (3, 0.5), (3, 0.7), (5, 0.3), (5, 1.0), (10, 1.0)):
+        variants.append((f"feedback from the fused top {depth}, weight {weight}", fused_feedback(depth, weight), shipped_fusion))
+    for k1, b in ((0.6, 0.4), (0.6, 0.3), (0.5, 0.4), (0.8, 0.4), (0.9, 0.4), (1.2, 0.5), (0.6, 0.75)):
+        variants.append((f"BM25 k1 {k1}, b {b}", *rescored(k1=k1, b=b)))
+    for share in (0.5, 1.0, 2.0):
+        variants.append((f"plus {share} × the query IDF share held", *rescored(coverage=share)))
+    for share in (2.0, 4.0):
+        variants.append((f"plus {share} × the cosine", *rescored(cosine=share)))
+    for name, hybrid, fusion in variants:
+        retrieval.Retriever.hybrid, retrieval.convex_fusion = hybrid, fusion
+        try:
+            print(f"{name}: hybrid {engine_hybrid(args.index, dataset)}", flush=True)
+        finally:
+            retrieval.Retriever.hybrid, retrieval.convex_fusion = shipped_hybrid, shipped_fusion
+
+
 def batch_size(args: argparse.Namespace) -> None:
     from semsearch.embedder import DEFAULT_MODEL
     from semsearch.model_cache import query_model_dir
@@ -256,11 +466,21 @@ def main() -> None:
     command.add_argument("dataset")
     command.set_defaults(run=mixed)
     for name, run in (("title", title), ("document-bm25", document_bm25), ("phrases", phrases),
-                      ("gap-weight", gap_weight)):
+                      ("gap-weight", gap_weight), ("engine-variants", engine_variants)):
         command = commands.add_parser(name)
         command.add_argument("index", type=Path)
         command.add_argument("dataset")
         command.set_defaults(run=run)
+    command = commands.add_parser("granularity")
+    command.add_argument("index", type=Path)
+    command.add_argument("index_128", type=Path)
+    command.add_argument("dataset")
+    command.set_defaults(run=granularity)
+    command = commands.add_parser("sentences")
+    command.add_argument("index", type=Path)
+    command.add_argument("dataset")
+    command.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "semsearch-replays")
+    command.set_defaults(run=sentences)
     command = commands.add_parser("batch-size")
     command.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
     command.add_argument("--rounds", type=int, default=2)
