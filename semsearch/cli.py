@@ -145,7 +145,7 @@ def _progress_bar(*, enabled: bool, terminal: bool):
 
 
 def _print_summary(summary, directory: Path, verbose: bool) -> None:
-    from semsearch.display import count_phrase
+    from semsearch.display import count_phrase, spelled_out
 
     files = count_phrase([
         ("new", summary.new), ("changed", summary.changed), ("unchanged", summary.unchanged),
@@ -161,7 +161,7 @@ def _print_summary(summary, directory: Path, verbose: bool) -> None:
         click.echo("Skipped: " + "; ".join(f"{count} {reason}" for reason, count in reasons.items()))
         if verbose:
             for item in summary.skipped:
-                click.echo(f"  {item.path}: {item.reason}")
+                click.echo(f"  {spelled_out(item.path)}: {item.reason}")
         elif len(summary.skipped) > 0:
             click.echo("  (use -v to list them)")
     for note in summary.notes:
@@ -344,17 +344,17 @@ def similar_command(settings: Settings, target: str, index_dir: str | None, limi
 
 
 def _print_hits(hits, query: str) -> None:
-    from semsearch.display import display_path, location, snippet
+    from semsearch.display import display_path, display_text, location, snippet
 
     def emphasise(word: str) -> str:
         return click.style(word, bold=True, fg="yellow")
 
     for hit in hits:
         where = location(display_path(hit.path), hit.start_line, hit.page)
-        heading = f" › {hit.heading}" if hit.heading else ""
+        heading = f" › {display_text(hit.heading)}" if hit.heading else ""
         # Rounded as --json rounds them first, so a hit a server sent prints the same digits.
         value = round(hit.score, 6) if hit.relevance is None else round(hit.relevance, 4)  # (similar: the cosine)
-        click.echo(f"{hit.rank:>2}. {value:.3f}  " + click.style(where, fg="cyan") + f"  {hit.title}{heading}")
+        click.echo(f"{hit.rank:>2}. {value:.3f}  " + click.style(where, fg="cyan") + f"  {display_text(hit.title)}{heading}")
         click.echo("    " + snippet(hit.text, query, emphasise=emphasise))
         click.echo()
 

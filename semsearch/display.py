@@ -16,6 +16,15 @@ from semsearch.types import IndexProgress
 _WORD = re.compile(r"\w+", re.UNICODE)
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _ADORNMENT = re.compile(r"^[ \t]*([=\-~^\"'`#*+_:.])\1{2,}[ \t]*$", re.MULTILINE)
+# What a terminal acts on instead of showing: C0 and C1 control characters and DEL. File names and
+# file contents never reach a terminal raw (ESC starts colours, window titles, cursor moves).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ESCAPE_SEQUENCE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves (a log's "\x1b[31m")
+    r"|[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC, DCS, SOS, PM, APC strings: a title, a link
+    r"|[ -/]*[0-~])?"  # the rest (two or three characters); a lone ESC
+)
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def _stem_key(word: str) -> str:
@@ -38,7 +47,7 @@ def snippet(
     """
     # Paragraphs (and a heading from the text below it) stay apart with a visible separator;
     # reST/Markdown adornment lines (=====, -----) are noise in a one-line snippet.
-    text = _ADORNMENT.sub("", text)
+    text = _ADORNMENT.sub("", _printable(text, keep="\n"))
     flat = " · ".join(" ".join(part.split()) for part in _PARAGRAPH_BREAK.split(text) if part.strip())
     find = _query_spans(query)
     matches = find(flat)
@@ -101,13 +110,32 @@ def human_size(size: int) -> str:
 
 
 def display_path(path: str, cwd: str | None = None) -> str:
-    """A file path relative to the current directory when it lies below it; ids stay as they are."""
-    if not path.startswith("/"):
-        return path
-    cwd = cwd or os.getcwd()
-    if path.startswith(cwd.rstrip("/") + "/"):
-        return os.path.relpath(path, cwd)
-    return path
+    """A file path relative to the current directory when it lies below it (ids stay as they
+    are), its control characters spelled out (:func:`spelled_out`)."""
+    if path.startswith("/"):
+        cwd = cwd or os.getcwd()
+        if path.startswith(cwd.rstrip("/") + "/"):
+            path = os.path.relpath(path, cwd)
+    return spelled_out(path)
+
+
+def spelled_out(path: str) -> str:
+    """A path with its control characters spelled out (``\\n``, ``\\t``, ``\\x1b``), as ``ls -b``
+    shows them: a file name holding a newline or an escape sequence prints as one line, inert."""
+    return _CONTROL.sub(lambda found: _NAMED.get(found[0], f"\\x{ord(found[0]):02x}"), path)
+
+
+def display_text(text: str) -> str:
+    """A title or heading for one line of a terminal: escape sequences (a log's colours) dropped,
+    other control characters, newlines and tabs as spaces."""
+    return _printable(text, keep="")
+
+
+def _printable(text: str, *, keep: str) -> str:
+    if not _CONTROL.search(text):
+        return text
+    text = _ESCAPE_SEQUENCE.sub("", text)
+    return _CONTROL.sub(lambda found: found[0] if found[0] in keep else " ", text)
 
 
 def location(path: str, start_line: int, page: int | None) -> str:

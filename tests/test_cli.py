@@ -471,3 +471,24 @@ def test_output_piped_to_a_reader_that_stops_ends_quietly(tmp_path):
     err = process.stderr.read().decode()
     assert process.wait(timeout=60) == 141, err
     assert err == ""
+
+
+def test_a_file_name_or_text_with_escape_sequences_prints_inert(runner, tmp_path, fake_model, write_file):
+    # A name with a newline and a window-title escape, and a log with colours: on a terminal
+    # (color=True keeps click from stripping styles) nothing of theirs is sent raw.
+    root = tmp_path / "logs"
+    root.mkdir()
+    folder = os.fsencode(root.resolve())
+    write_file(folder + b"/build\n\x1b]0;owned\x07.log.txt", b"step 1 \x1b[32mok\x1b[0m\nstep 2 \x1b[31mtomatoes failed\x1b[0m\n")
+    os.symlink(b"/dev/zero", folder + b"/zero\x1b[2J.txt")
+    index = tmp_path / "idx"
+    result = runner.invoke(cli, ["--index", str(index), "index", str(root), "-v"], color=True)
+    assert result.exit_code == 0, result.output
+    assert "zero\\x1b[2J.txt: not a regular file" in result.output and "\x1b[2J" not in result.output
+    result = runner.invoke(cli, ["--index", str(index), "search", "tomatoes failed"], color=True)
+    assert result.exit_code == 0, result.output
+    assert "build\\n\\x1b]0;owned\\x07.log.txt:1" in result.output
+    assert "\x1b]" not in result.output and "\x1b[31m" not in result.output and "\x1b[32m" not in result.output
+    assert "step 2 " in result.output  # the text itself is kept
+    hits = json.loads(run(runner, "--index", index, "search", "tomatoes", "--json").output)
+    assert hits[0]["path"].endswith("/build\n\x1b]0;owned\x07.log.txt")  # JSON keeps the real name
