@@ -7,6 +7,7 @@
     .venv/bin/python benchmarks/replays.py gap-weight INDEX scifact          # a fusion weight per query
     .venv/bin/python benchmarks/replays.py engine-variants INDEX scifact     # changes patched into the engine's hybrid
     .venv/bin/python benchmarks/replays.py granularity INDEX INDEX_128 scifact  # 128- and 254-token vectors, document BM25
+    .venv/bin/python benchmarks/replays.py engine-granularity INDEX INDEX_128 scifact  # its best mix, through the engine
     .venv/bin/python benchmarks/replays.py sentences INDEX scifact           # one vector per sentence
     .venv/bin/python benchmarks/replays.py batch-size                        # onnxruntime texts per call
 
@@ -227,9 +228,9 @@ def gap_weight(args: argparse.Namespace) -> None:
               f"{replay.fused([(0.5, replay.semantic), (0.5, replay.keyword)], weight)}")
 
 
-def whole_documents_bm25(replay: Replay) -> Scores:
-    """Each query's 100 best documents by BM25 over the whole title + text (a scratch FTS5 table,
-    the index's tokenizer)."""
+def whole_documents_bm25(replay: Replay, depth: int | None = 100) -> Scores:
+    """Each query's ``depth`` best documents (all that match: ``None``) by BM25 over the whole
+    title + text (a scratch FTS5 table, the index's tokenizer)."""
     table = sqlite3.connect(":memory:")
     table.execute(f"CREATE VIRTUAL TABLE d USING fts5(id UNINDEXED, title, text, tokenize='{TOKENIZER}')")
     for doc in replay.dataset.corpus:
@@ -240,7 +241,7 @@ def whole_documents_bm25(replay: Replay) -> Scores:
     for qid, text in zip(replay.ids, replay.texts):
         match = keyword_match(keyword_terms(text))
         whole[qid] = dict(table.execute(
-            "SELECT id, -bm25(d) FROM d WHERE d MATCH ? ORDER BY bm25(d) LIMIT 100", (match,)
+            "SELECT id, -bm25(d) FROM d WHERE d MATCH ? ORDER BY bm25(d) LIMIT ?", (match, depth or -1)
         ).fetchall()) if match else {}
     return whole
 
@@ -433,6 +434,72 @@ def engine_variants(args: argparse.Namespace) -> None:
             retrieval.Retriever.hybrid, retrieval.convex_fusion = shipped_hybrid, shipped_fusion
 
 
+def engine_granularity(args: argparse.Namespace) -> None:
+    """The best mix of ``granularity`` through the engine: each candidate chunk of hybrid search
+    also scored by the best 128-token window of its document overlapping it (the second index's
+    stored vectors, by character range) and by BM25 over its whole document; z-scores over the
+    top 100 as the engine takes them. Only hybrid's own candidates are scored (a document only
+    these sides would find is not added), so read it as an estimate."""
+    dataset = load_dataset(BEIR / args.dataset)
+
+    def chunks(index: Path) -> list[tuple]:
+        connection = sqlite3.connect(index / "semsearch.db")
+        return connection.execute(
+            "SELECT c.id, d.path, c.char_start, c.char_end, c.vector FROM chunks c JOIN documents d ON d.id = c.document_id"
+        ).fetchall()
+
+    where = {chunk: (path, start, end) for chunk, path, start, end, _ in chunks(args.index)}
+    windows: dict[str, list[tuple[int, int, np.ndarray]]] = {}
+    for _, path, start, end, blob in chunks(args.index_128):
+        windows.setdefault(path, []).append((start, end, np.frombuffer(blob, dtype=np.float32)))
+    replay = Replay.__new__(Replay)  # only whole_documents_bm25's corpus and queries are needed
+    replay.dataset, replay.ids = dataset, list(dataset.queries)
+    replay.texts = [dataset.queries[qid].strip() for qid in replay.ids]
+    whole = dict(zip(replay.texts, whole_documents_bm25(replay, depth=None).values()))
+    current: dict = {}
+    shipped_hybrid, shipped_fusion = retrieval.Retriever.hybrid, retrieval.convex_fusion
+
+    def hybrid(self, query, depth, where_):  # type: ignore[no-untyped-def]
+        current["retriever"], current["query"] = self, query
+        return shipped_hybrid(self, query, depth, where_)
+
+    def scaled(values: Mapping, window: list[float]) -> Callable[[float], float]:
+        top_values = (sorted(window, reverse=True)[:100] + [0.0] * 100)[:100]
+        mean, spread = float(np.mean(top_values)), float(np.std(top_values)) or 1.0
+        return lambda value: (value - mean) / spread
+
+    def mix(chunk_semantic: float, window_semantic: float, chunk_keyword: float, document_keyword: float) -> Callable:
+        def fusion(semantic, keyword, *, semantic_weight, semantic_scale, keyword_scale):  # type: ignore[no-untyped-def]
+            retriever, query = current["retriever"], current["query"]
+            items = list(semantic.keys() | keyword.keys())
+            vector = retriever._unmoved.get(query, retriever._vector(query))
+            best_window = {}
+            for item in items:
+                path, start, end = where[item]
+                found = [float(v @ vector) for s, e, v in windows.get(path, []) if s < end and e > start]
+                best_window[item] = max(found, default=-1.0)
+            documents = whole.get(query.strip(), {})
+            window_scale = scaled(best_window, list(best_window.values()))
+            document_scale = scaled(documents, list(documents.values()))
+            fused = {
+                item: chunk_semantic * semantic_scale(semantic[item]) + window_semantic * window_scale(best_window[item])
+                + chunk_keyword * keyword_scale(keyword[item])
+                + document_keyword * document_scale(documents.get(where[item][0], 0.0))
+                for item in items
+            }
+            return sorted(fused.items(), key=lambda pair: (-pair[1], pair[0]))
+
+        return fusion
+
+    for weights in ((0.5, 0, 0.5, 0), (0.5, 0, 0, 0.5), (0.25, 0.25, 0.5, 0), (0.25, 0.25, 0, 0.5), (0.25, 0.25, 0.25, 0.25)):
+        retrieval.Retriever.hybrid, retrieval.convex_fusion = hybrid, mix(*weights)
+        try:
+            print(f"chunk cosine {weights[0]}, window cosine {weights[1]}, chunk BM25 {weights[2]}, "
+                  f"document BM25 {weights[3]}: hybrid {engine_hybrid(args.index, dataset)}", flush=True)
+        finally:
+            retrieval.Retriever.hybrid, retrieval.convex_fusion = shipped_hybrid, shipped_fusion
+
+
 def batch_size(args: argparse.Namespace) -> None:
     from semsearch.embedder import DEFAULT_MODEL
     from semsearch.model_cache import query_model_dir
@@ -476,6 +543,11 @@ def main() -> None:
     command.add_argument("index_128", type=Path)
     command.add_argument("dataset")
     command.set_defaults(run=granularity)
+    command = commands.add_parser("engine-granularity")
+    command.add_argument("index", type=Path)
+    command.add_argument("index_128", type=Path)
+    command.add_argument("dataset")
+    command.set_defaults(run=engine_granularity)
     command = commands.add_parser("sentences")
     command.add_argument("index", type=Path)
     command.add_argument("dataset")
