@@ -8,6 +8,7 @@
     .venv/bin/python benchmarks/replays.py engine-variants INDEX scifact     # changes patched into the engine's hybrid
     .venv/bin/python benchmarks/replays.py granularity INDEX INDEX_128 scifact  # 128- and 254-token vectors, document BM25
     .venv/bin/python benchmarks/replays.py engine-granularity INDEX INDEX_128 scifact  # its best mix, through the engine
+    .venv/bin/python benchmarks/replays.py centring INDEX scifact            # cosines less the collection's mean, hubs
     .venv/bin/python benchmarks/replays.py sentences INDEX scifact           # one vector per sentence
     .venv/bin/python benchmarks/replays.py batch-size                        # onnxruntime texts per call
 
@@ -246,15 +247,19 @@ def whole_documents_bm25(replay: Replay, depth: int | None = 100) -> Scores:
     return whole
 
 
-def per_document(replay: Replay, owners: list[str], vectors: np.ndarray) -> tuple[Scores, Scores]:
+def per_document(
+    replay: Replay, owners: list[str], vectors: np.ndarray, *, similarity: np.ndarray | None = None
+) -> tuple[Scores, Scores]:
     """From vectors each belonging to a document: each query's 100 best documents by their best
-    vector's cosine, and by the cosine of their vectors' normalised mean."""
+    vector's cosine (or ``similarity``, queries × vectors, when given), and by the cosine of their
+    vectors' normalised mean."""
     names = sorted(set(owners))
     number = {name: position for position, name in enumerate(names)}
     owner = np.array([number[name] for name in owners])
     order = np.argsort(owner, kind="stable")
     starts = np.r_[0, np.flatnonzero(np.diff(owner[order])) + 1]
-    best = np.maximum.reduceat(replay.vectors @ vectors[order].T, starts, axis=1)
+    similarity = replay.vectors @ vectors.T if similarity is None else similarity
+    best = np.maximum.reduceat(similarity[:, order], starts, axis=1)
     means = np.add.reduceat(vectors[order], starts, axis=0)
     means /= np.linalg.norm(means, axis=1, keepdims=True)
     centroid = replay.vectors @ means.T
@@ -274,6 +279,34 @@ def stored_vectors(index: Path) -> tuple[list[str], np.ndarray]:
         "SELECT d.path, c.vector FROM chunks c JOIN documents d ON d.id = c.document_id ORDER BY c.id"
     ).fetchall()
     return [path for path, _ in rows], np.stack([np.frombuffer(blob, dtype=np.float32) for _, blob in rows])
+
+
+def centring(args: argparse.Namespace) -> None:
+    """Cosines corrected for the collection's shape, from the stored vectors: less a share of each
+    chunk's similarity to the mean vector, both sides centred on it, or less a share of the chunk's
+    mean cosine to its 10 nearest chunks (hubness, as CSLS corrects it; sets up to 12,000 chunks)."""
+    replay = Replay(load_dataset(BEIR / args.dataset), args.index)
+    replay.baseline()
+    owners, vectors = stored_vectors(args.index)
+    mean = vectors.mean(axis=0)
+
+    def report(name: str, similarity: np.ndarray) -> None:
+        side, _ = per_document(replay, owners, vectors, similarity=similarity)
+        print(f"{name}: semantic {replay.alone(side)}, fused {replay.fused([(0.5, side), (0.5, replay.keyword)])}")
+
+    for share in (0.5, 1.0):
+        report(f"less {share} × the similarity to the mean", replay.vectors @ vectors.T - share * (vectors @ mean))
+    centred = vectors - mean
+    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
+    queries = replay.vectors - mean
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    report("query and chunks centred", queries @ centred.T)
+    if len(vectors) <= 12_000:
+        neighbours = vectors @ vectors.T
+        np.fill_diagonal(neighbours, -1.0)
+        hub = np.sort(neighbours, axis=1)[:, -10:].mean(axis=1)
+        for share in (0.25, 0.5):
+            report(f"less {share} × the mean cosine to the 10 nearest chunks", replay.vectors @ vectors.T - share * hub)
 
 
 def granularity(args: argparse.Namespace) -> None:
@@ -533,7 +566,7 @@ def main() -> None:
     command.add_argument("dataset")
     command.set_defaults(run=mixed)
     for name, run in (("title", title), ("document-bm25", document_bm25), ("phrases", phrases),
-                      ("gap-weight", gap_weight), ("engine-variants", engine_variants)):
+                      ("gap-weight", gap_weight), ("engine-variants", engine_variants), ("centring", centring)):
         command = commands.add_parser(name)
         command.add_argument("index", type=Path)
         command.add_argument("dataset")
