@@ -9,6 +9,7 @@
     .venv/bin/python benchmarks/replays.py granularity INDEX INDEX_128 scifact  # 128- and 254-token vectors, document BM25
     .venv/bin/python benchmarks/replays.py engine-granularity INDEX INDEX_128 scifact  # its best mix, through the engine
     .venv/bin/python benchmarks/replays.py centring INDEX scifact            # cosines less the collection's mean, hubs
+    .venv/bin/python benchmarks/replays.py adapter INDEX scifact             # a query map fitted on the train split
     .venv/bin/python benchmarks/replays.py sentences INDEX scifact           # one vector per sentence
     .venv/bin/python benchmarks/replays.py batch-size                        # onnxruntime texts per call
 
@@ -533,6 +534,79 @@ def engine_granularity(args: argparse.Namespace) -> None:
             retrieval.Retriever.hybrid, retrieval.convex_fusion = shipped_hybrid, shipped_fusion
 
 
+def adapter(args: argparse.Namespace) -> None:
+    """A linear map on query vectors (384 × 384, from the identity) fitted on the dataset's
+    ``train`` split: each train query's relevant documents' chunks against every chunk (softmax
+    over cosines × 20), ``decay`` × its squared distance from the identity; then the test split
+    through the engine with the map applied to every query vector. Also counts the documents both
+    splits judge relevant: what such a fit can learn by heart."""
+    import torch
+
+    train = load_dataset(BEIR / args.dataset, split="train")
+    test = load_dataset(BEIR / args.dataset)
+    shared = {doc for judged in train.qrels.values() for doc, grade in judged.items() if grade > 0} & {
+        doc for judged in test.qrels.values() for doc, grade in judged.items() if grade > 0}
+    relevant_to_test = {doc for judged in test.qrels.values() for doc, grade in judged.items() if grade > 0}
+    print(f"{len(shared)} of the {len(relevant_to_test)} documents relevant to a test query are relevant to a train query too")
+    unseen = {qid for qid, judged in test.qrels.items() if not shared & {doc for doc, grade in judged.items() if grade > 0}}
+    owners, vectors = stored_vectors(args.index)
+    rows: dict[str, list[int]] = {}
+    for row, owner in enumerate(owners):
+        rows.setdefault(owner, []).append(row)
+    ids = list(train.queries)
+    with semsearch.open(args.index, create=False) as engine:
+        queries = torch.tensor(engine.embedder.embed([train.queries[qid] for qid in ids]))
+    positive = torch.zeros(len(ids), len(vectors), dtype=torch.bool)
+    for position, qid in enumerate(ids):
+        for doc, grade in train.qrels[qid].items():
+            if grade > 0:
+                positive[position, rows.get(doc, [])] = True
+    kept = positive.any(dim=1)
+    queries, positive, chunks = queries[kept], positive[kept], torch.tensor(vectors)
+    identity = torch.eye(chunks.shape[1])
+    shipped = retrieval.Retriever._vector
+    print(f"as shipped: {engine_modes(args.index, test, unseen)}")
+    for decay in args.decay:
+        torch.manual_seed(0)
+        weights = identity.clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([weights], lr=1e-3)
+        for _ in range(400):
+            moved = queries @ weights
+            logits = 20.0 * (moved / moved.norm(dim=1, keepdim=True)) @ chunks.T
+            loss = (torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~positive, -1e9), 1)).mean()
+            loss = loss + decay * ((weights - identity) ** 2).sum()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        fitted = weights.detach().numpy().astype(np.float32)
+
+        def vector(self, query, fitted=fitted):  # type: ignore[no-untyped-def]
+            if query not in self._query_vectors:
+                moved = np.asarray(self._embed_query(query), dtype=np.float32).reshape(-1) @ fitted
+                self._query_vectors[query] = (moved / np.linalg.norm(moved)).astype(np.float32)
+            return self._query_vectors[query]
+
+        retrieval.Retriever._vector = vector
+        try:
+            print(f"fitted on {int(kept.sum())} train queries, decay {decay}: {engine_modes(args.index, test, unseen)}", flush=True)
+        finally:
+            retrieval.Retriever._vector = shipped
+
+
+def engine_modes(index: Path, dataset: Dataset, unseen: set[str] | None = None) -> str:
+    """nDCG@10 per mode, and over the ``unseen`` queries alone when given."""
+    with semsearch.open(index, create=False) as engine:
+        found = evaluate(dataset, modes=("semantic", "hybrid"), engine=engine)
+    parts = []
+    for result in found.results:
+        part = f"{result.mode} {result.overall.ndcg_at_10:.4f}"
+        if unseen:
+            alone = [metrics.ndcg_at_10 for qid, metrics in result.per_query.items() if qid in unseen]
+            part += f" ({float(np.mean(alone)):.4f} over the {len(alone)} with no such document)"
+        parts.append(part)
+    return ", ".join(parts)
+
+
 def batch_size(args: argparse.Namespace) -> None:
     from semsearch.embedder import DEFAULT_MODEL
     from semsearch.model_cache import query_model_dir
@@ -581,6 +655,11 @@ def main() -> None:
     command.add_argument("index_128", type=Path)
     command.add_argument("dataset")
     command.set_defaults(run=engine_granularity)
+    command = commands.add_parser("adapter")
+    command.add_argument("index", type=Path)
+    command.add_argument("dataset")
+    command.add_argument("--decay", type=float, nargs="+", default=[1.0, 0.1, 0.01])
+    command.set_defaults(run=adapter)
     command = commands.add_parser("sentences")
     command.add_argument("index", type=Path)
     command.add_argument("dataset")
