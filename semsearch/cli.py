@@ -169,7 +169,23 @@ def _print_summary(summary, directory: Path, verbose: bool) -> None:
     click.echo(f"Index: {directory} ({summary.elapsed_seconds:.1f} s)")
 
 
-@cli.command("search")
+class _QueryCommand(click.Command):
+    """A command whose argument is free text: a query starting with "-" reads to click as an
+    unknown option, so the error says how to pass one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        typed = list(args)  # (the parser consumes its list)
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as error:
+            query = next((arg for arg in typed if arg.startswith(error.option_name)), None)
+            if query is not None and not error.possibilities:  # (not a misspelt option)
+                error.message = (error.message.rstrip(".") + f". To search for {query!r}, put -- before it: "
+                                 f"semsearch {self.name} -- {query!r}")
+            raise
+
+
+@cli.command("search", cls=_QueryCommand)
 @click.argument("query")
 @index_option
 @click.option("-n", "--limit", default=10, show_default=True, type=click.IntRange(min=1),

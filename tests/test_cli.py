@@ -492,3 +492,15 @@ def test_a_file_name_or_text_with_escape_sequences_prints_inert(runner, tmp_path
     assert "step 2 " in result.output  # the text itself is kept
     hits = json.loads(run(runner, "--index", index, "search", "tomatoes", "--json").output)
     assert hits[0]["path"].endswith("/build\n\x1b]0;owned\x07.log.txt")  # JSON keeps the real name
+
+
+def test_a_query_that_starts_with_a_dash_gets_told_how(runner, tmp_path, docs, fake_model):
+    index = tmp_path / "idx"
+    run(runner, "--index", index, "index", docs)
+    result = runner.invoke(cli, ["--index", str(index), "search", "-v flag meaning"])
+    assert result.exit_code == 2
+    assert "To search for '-v flag meaning', put -- before it: semsearch search -- '-v flag meaning'" in result.output
+    result = runner.invoke(cli, ["--index", str(index), "search", "--limt", "3", "bread"])
+    assert result.exit_code == 2 and "--limit" in result.output and "To search for" not in result.output  # a misspelt option
+    result = runner.invoke(cli, ["--index", str(index), "search", "--limit", "1", "--", "-sourdough"])
+    assert result.exit_code == 0, result.output
