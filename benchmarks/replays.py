@@ -117,6 +117,13 @@ class Replay:
               f"fused 0.5/0.5 {self.fused([(0.5, self.semantic), (0.5, self.keyword)])}")
 
 
+def replayed(args: argparse.Namespace) -> Replay:
+    """The replay of ``args.index`` on ``args.dataset``, its baseline printed."""
+    replay = Replay(load_dataset(BEIR / args.dataset), args.index)
+    replay.baseline()
+    return replay
+
+
 def top(scores: Mapping[str, float], depth: int = 100) -> dict[str, float]:
     return dict(sorted(scores.items(), key=lambda item: -item[1])[:depth])
 
@@ -147,10 +154,8 @@ def mixed(args: argparse.Namespace) -> None:
 
 
 def title(args: argparse.Namespace) -> None:
-    dataset = load_dataset(BEIR / args.dataset)
-    replay = Replay(dataset, args.index)
-    replay.baseline()
-    documents = [doc for doc in dataset.corpus if doc.title.strip() and doc.text.strip()]
+    replay = replayed(args)
+    documents = [doc for doc in replay.dataset.corpus if doc.title.strip() and doc.text.strip()]
     with semsearch.open(args.index, create=False) as engine:
         titles = engine.embedder.embed([" ".join(doc.title.split()) for doc in documents])
     similarity = replay.vectors @ titles.T
@@ -170,10 +175,8 @@ def title(args: argparse.Namespace) -> None:
 
 
 def document_bm25(args: argparse.Namespace) -> None:
-    dataset = load_dataset(BEIR / args.dataset)
-    replay = Replay(dataset, args.index)
-    replay.baseline()
-    whole = whole_documents_bm25(replay)
+    replay = replayed(args)
+    whole = whole_documents_bm25(replay.dataset, dict(zip(replay.ids, replay.texts)))
     print(f"keyword over whole documents: {replay.alone(whole)}")
     print(f"fused with semantic: {replay.fused([(0.5, replay.semantic), (0.5, whole)])}")
     print(f"both keyword sides at 0.25: "
@@ -183,8 +186,7 @@ def document_bm25(args: argparse.Namespace) -> None:
 def phrases(args: argparse.Namespace) -> None:
     from semsearch.fts import prepare_connection
 
-    replay = Replay(load_dataset(BEIR / args.dataset), args.index)
-    replay.baseline()
+    replay = replayed(args)
     connection = sqlite3.connect(args.index / "semsearch.db")
     prepare_connection(connection)
     path_of = dict(connection.execute("SELECT c.id, d.path FROM chunks c JOIN documents d ON d.id = c.document_id"))
@@ -218,8 +220,7 @@ def phrases(args: argparse.Namespace) -> None:
 
 
 def gap_weight(args: argparse.Namespace) -> None:
-    replay = Replay(load_dataset(BEIR / args.dataset), args.index)
-    replay.baseline()
+    replay = replayed(args)
     for steep in (0.5, 1.0, 2.0):
         def weight(qid: str, steep: float = steep) -> float:
             semantic_gap = z_scores(top(replay.semantic[qid]))[2]
@@ -230,17 +231,17 @@ def gap_weight(args: argparse.Namespace) -> None:
               f"{replay.fused([(0.5, replay.semantic), (0.5, replay.keyword)], weight)}")
 
 
-def whole_documents_bm25(replay: Replay, depth: int | None = 100) -> Scores:
-    """Each query's ``depth`` best documents (all that match: ``None``) by BM25 over the whole
-    title + text (a scratch FTS5 table, the index's tokenizer)."""
+def whole_documents_bm25(dataset: Dataset, queries: Mapping[str, str], depth: int | None = 100) -> Scores:
+    """Each query's (id -> text) ``depth`` best documents (all that match: ``None``) by BM25 over
+    the whole title + text (a scratch FTS5 table, the index's tokenizer)."""
     table = sqlite3.connect(":memory:")
     table.execute(f"CREATE VIRTUAL TABLE d USING fts5(id UNINDEXED, title, text, tokenize='{TOKENIZER}')")
-    for doc in replay.dataset.corpus:
+    for doc in dataset.corpus:
         fields = indexable(doc)
         if fields:
             table.execute("INSERT INTO d VALUES (?, ?, ?)", (doc.id, *fields))
     whole: Scores = {}
-    for qid, text in zip(replay.ids, replay.texts):
+    for qid, text in queries.items():
         match = keyword_match(keyword_terms(text))
         whole[qid] = dict(table.execute(
             "SELECT id, -bm25(d) FROM d WHERE d MATCH ? ORDER BY bm25(d) LIMIT ?", (match, depth or -1)
@@ -286,8 +287,7 @@ def centring(args: argparse.Namespace) -> None:
     """Cosines corrected for the collection's shape, from the stored vectors: less a share of each
     chunk's similarity to the mean vector, both sides centred on it, or less a share of the chunk's
     mean cosine to its 10 nearest chunks (hubness, as CSLS corrects it; sets up to 12,000 chunks)."""
-    replay = Replay(load_dataset(BEIR / args.dataset), args.index)
-    replay.baseline()
+    replay = replayed(args)
     owners, vectors = stored_vectors(args.index)
     mean = vectors.mean(axis=0)
 
@@ -311,12 +311,10 @@ def centring(args: argparse.Namespace) -> None:
 
 
 def granularity(args: argparse.Namespace) -> None:
-    dataset = load_dataset(BEIR / args.dataset)
-    replay = Replay(dataset, args.index)
-    replay.baseline()
+    replay = replayed(args)
     chunk_best, chunk_mean = per_document(replay, *stored_vectors(args.index))
     window_best, window_mean = per_document(replay, *stored_vectors(args.index_128))
-    whole = whole_documents_bm25(replay)
+    whole = whole_documents_bm25(replay.dataset, dict(zip(replay.ids, replay.texts)))
     chunk_bm25 = replay.keyword
     print(f"alone: best chunk {replay.alone(chunk_best)}, chunks' mean {replay.alone(chunk_mean)}, "
           f"best 128-token window {replay.alone(window_best)}, windows' mean {replay.alone(window_mean)}, "
@@ -339,11 +337,9 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
 
 
 def sentences(args: argparse.Namespace) -> None:
-    dataset = load_dataset(BEIR / args.dataset)
-    replay = Replay(dataset, args.index)
-    replay.baseline()
+    replay = replayed(args)
     texts, owners = [], []
-    for doc in dataset.corpus:
+    for doc in replay.dataset.corpus:
         fields = indexable(doc)
         for sentence in SENTENCE_END.split(" ".join(fields[1].split())) if fields else ():
             texts.append(sentence)
@@ -387,9 +383,9 @@ def fused_feedback(depth: int, weight: float) -> Callable:
         settings = self.settings
         if not first:
             return first
-        _, top = self._vectors.stored_vectors([chunk for chunk, _ in first[:depth]])
+        _, best = self._vectors.stored_vectors([chunk for chunk, _ in first[:depth]])
         own = self._unmoved.get(query, self._vector(query))
-        moved = own + weight * top.mean(axis=0)
+        moved = own + weight * best.mean(axis=0)
         moved = (moved / np.linalg.norm(moved)).astype(np.float32)
         keyword = self._keyword_scores[query]
         ids, vectors = self._vectors.stored_vectors(sorted({chunk for chunk, _ in first} | set(keyword)))
@@ -486,10 +482,8 @@ def engine_granularity(args: argparse.Namespace) -> None:
     windows: dict[str, list[tuple[int, int, np.ndarray]]] = {}
     for _, path, start, end, blob in chunks(args.index_128):
         windows.setdefault(path, []).append((start, end, np.frombuffer(blob, dtype=np.float32)))
-    replay = Replay.__new__(Replay)  # only whole_documents_bm25's corpus and queries are needed
-    replay.dataset, replay.ids = dataset, list(dataset.queries)
-    replay.texts = [dataset.queries[qid].strip() for qid in replay.ids]
-    whole = dict(zip(replay.texts, whole_documents_bm25(replay, depth=None).values()))
+    texts = {qid: text.strip() for qid, text in dataset.queries.items()}
+    whole = {texts[qid]: found for qid, found in whole_documents_bm25(dataset, texts, depth=None).items()}
     current: dict = {}
     shipped_hybrid, shipped_fusion = retrieval.Retriever.hybrid, retrieval.convex_fusion
 
