@@ -117,6 +117,14 @@ class Replay:
               f"fused 0.5/0.5 {self.fused([(0.5, self.semantic), (0.5, self.keyword)])}")
 
 
+def database(index: Path) -> sqlite3.Connection:
+    """The index's SQLite file, read-only; a missing one is an OSError naming it (one line)."""
+    path = index / "semsearch.db"
+    if not path.is_file():
+        raise FileNotFoundError(f"no semsearch index at {index}")
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+
+
 def replayed(args: argparse.Namespace) -> Replay:
     """The replay of ``args.index`` on ``args.dataset``, its baseline printed."""
     replay = Replay(load_dataset(BEIR / args.dataset), args.index)
@@ -187,7 +195,7 @@ def phrases(args: argparse.Namespace) -> None:
     from semsearch.fts import prepare_connection
 
     replay = replayed(args)
-    connection = sqlite3.connect(args.index / "semsearch.db")
+    connection = database(args.index)
     prepare_connection(connection)
     path_of = dict(connection.execute("SELECT c.id, d.path FROM chunks c JOIN documents d ON d.id = c.document_id"))
 
@@ -276,7 +284,7 @@ def per_document(
 
 def stored_vectors(index: Path) -> tuple[list[str], np.ndarray]:
     """Every chunk's document and stored vector (float32, as SQLite keeps them)."""
-    connection = sqlite3.connect(index / "semsearch.db")
+    connection = database(index)
     rows = connection.execute(
         "SELECT d.path, c.vector FROM chunks c JOIN documents d ON d.id = c.document_id ORDER BY c.id"
     ).fetchall()
@@ -473,7 +481,7 @@ def engine_granularity(args: argparse.Namespace) -> None:
     dataset = load_dataset(BEIR / args.dataset)
 
     def chunks(index: Path) -> list[tuple]:
-        connection = sqlite3.connect(index / "semsearch.db")
+        connection = database(index)
         return connection.execute(
             "SELECT c.id, d.path, c.char_start, c.char_end, c.vector FROM chunks c JOIN documents d ON d.id = c.document_id"
         ).fetchall()
