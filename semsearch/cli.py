@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -40,7 +40,31 @@ def _open(settings: Settings, index_dir: str | None, *, create: bool, model: str
         ) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """semsearch's command group. Every command handles its own Ctrl-C (:func:`reports_errors`),
+    but one can land outside them: while click reads the arguments, or in the search command's
+    first lines, which start the query model (a race the tests once lost). click alone turns that
+    into "Aborted!" and exit status 1; here it ends as every other Ctrl-C does, with 130."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort as abort:
+            if isinstance(abort.__cause__, KeyboardInterrupt):
+                _interrupted()
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        # Without standalone mode, click returns an explicit exit's code, or what the command
+        # returned: None for every command here, which is success.
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="semsearch")
 @index_option(envvar=ENV_VAR)
 @click.pass_context
@@ -252,7 +276,9 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
                                      min_score=min_score)
                 directory = engine.directory
         except KeyboardInterrupt:
-            _interrupted_search()
+            if not _COMMAND_PROCESS:
+                raise
+            _interrupted()
         if shared:  # answered here: keep a server warm for the next search (semsearch.warm)
             from semsearch import warm
 
@@ -270,12 +296,15 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
 _COMMAND_PROCESS = False
 
 
-def _interrupted_search() -> None:
-    """A Ctrl-C during a search: the `semsearch` process ends at once with 130 (a search has
-    nothing to save). Ending the usual way waits for the query model's thread, which a Ctrl-C
-    landing inside an import could leave waiting for that import's lock for ever."""
+def _interrupted() -> NoReturn:
+    """A Ctrl-C during a search, or outside any command's own handling: "Interrupted." and exit
+    status 130. Neither has anything left to save. The `semsearch` process ends at once: ending
+    the usual way waits for the query model's thread, which a Ctrl-C landing inside an import
+    could leave waiting for that import's lock for ever. A program running the click group
+    (tests, scripts) gets the usual ``SystemExit``."""
     if not _COMMAND_PROCESS:
-        raise KeyboardInterrupt
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
     try:
         sys.stdout.flush()
     except (OSError, ValueError):

@@ -34,11 +34,14 @@ def main() -> None:
             if "--local" in sys.argv[1:] or rendezvous.find(index_dir) is None:
                 early_model.start(index_dir, for_later=True, fork=True)
         from semsearch.cli import main as run
-    except KeyboardInterrupt:  # before the command line's own handling: nothing started to save
+
+        run()
+    except KeyboardInterrupt:
+        # Before the command line's own handling is in place (nothing started to save), or in the
+        # few lines around it that no handler covers.
         sys.stderr.write("Interrupted.\n")
         sys.stderr.flush()
         os._exit(130)
-    run()
 
 
 def search_index(arguments: Sequence[str]) -> Path | None:

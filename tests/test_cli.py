@@ -220,6 +220,48 @@ def test_sigterm_stops_indexing_like_ctrl_c(tmp_path):
     assert "Traceback" not in err and os.path.exists(index / "write.lock")
 
 
+def test_a_ctrl_c_outside_every_command_ends_with_130_not_aborted(tmp_path):
+    """A real SIGINT that lands in the group's own callback (before any command's handling, as
+    one can while click reads the arguments): "Interrupted." and 130, not click's "Aborted!" and 1."""
+    script = (
+        "import os, signal, sys\n"
+        "import semsearch.cli\n"
+        "class Settings:\n"
+        "    def __init__(self, index):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "semsearch.cli.Settings = Settings\n"
+        "sys.argv = ['semsearch', '--index', sys.argv[1], 'status']\n"
+        "semsearch.cli.main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "idx")], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "Interrupted.", result.stderr
+
+
+def test_the_group_keeps_clicks_other_exits(runner, monkeypatch):
+    """What the group's own ending handles besides Ctrl-C: a usage mistake (2, with click's
+    message), an explicit exit's code, end of input at a prompt ("Aborted!", 1), and a Ctrl-C in a
+    program that runs the group (130, no process ended under it)."""
+    result = runner.invoke(cli, ["search"])
+    assert result.exit_code == 2 and "Missing argument" in result.stderr
+    assert runner.invoke(cli, ["--version"]).exit_code == 0
+
+    def interrupt(index):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("semsearch.cli.Settings", interrupt)
+    result = runner.invoke(cli, ["status"])
+    assert result.exit_code == 130 and result.stderr.strip() == "Interrupted."
+
+    def end_of_input(index):
+        raise EOFError
+
+    monkeypatch.setattr("semsearch.cli.Settings", end_of_input)
+    result = runner.invoke(cli, ["status"])
+    assert result.exit_code == 1 and result.stderr.strip() == "Aborted!"
+
+
 @pytest.mark.parametrize("first", ["semsearch.cli_eval", "semsearch.cli", "semsearch.cli_base"])
 def test_eval_is_a_command_whichever_module_is_imported_first(first):
     code = f"import {first}\nfrom semsearch.cli import cli\nprint(' '.join(sorted(cli.commands)))\n"
