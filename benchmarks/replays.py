@@ -28,8 +28,9 @@ alternating rounds.
 ``engine-variants`` is not a replay: it runs ``semsearch eval``'s hybrid search through the engine
 with one change patched into :class:`semsearch.retrieval.Retriever` at a time (so its baseline is
 the engine's own figure): Rocchio feedback from the *fused* top chunks, BM25 with other k1 and b
-(computed from the candidates' own tokens, exactly FTS5's formula), and two extra terms added to
-the fused score, the share of the query's IDF a chunk holds and its raw cosine. ``granularity``
+(computed from the candidates' own tokens, exactly FTS5's formula), two extra terms added to
+the fused score, the share of the query's IDF a chunk holds and its raw cosine, and each query
+word's BM25 weighted by how much of the query's vector it carries. ``granularity``
 and ``sentences`` score documents from the stored vectors of two indexes (or from sentences
 embedded here, cached in ``--cache``) and from BM25 over whole documents.
 """
@@ -375,8 +376,12 @@ def sentences(args: argparse.Namespace) -> None:
 # -- changes patched into the engine's hybrid search (engine-variants) ----------------------------
 
 
+_engine: list = []  # the engine engine_hybrid has open, for a variant that embeds more than the query
+
+
 def engine_hybrid(index: Path, dataset: Dataset) -> float:
     with semsearch.open(index, create=False) as engine:
+        _engine[:] = [engine]
         found = evaluate(dataset, modes=("hybrid",), engine=engine)
     return round(found.results[0].overall.ndcg_at_10, 4)
 
@@ -408,10 +413,27 @@ def fused_feedback(depth: int, weight: float) -> Callable:
     return hybrid
 
 
-def rescored(*, k1: float = fts_bm25.K1, b: float = fts_bm25.B, coverage: float = 0.0, cosine: float = 0.0) -> Callable:
+def word_importance(retriever, query: str, terms: list[str]) -> list[float]:  # type: ignore[no-untyped-def]
+    """How much each of the query's words carries of its meaning, by the model's own reading: one
+    minus the cosine between the query's vector and the vector of the query without that word,
+    scaled so that the words' mean is 1."""
+    whole = retriever._vector(query)
+    drops = []
+    for term in terms:
+        without = re.sub(rf"(?i)\b{re.escape(term)}\b", " ", query)
+        vector = np.asarray(_engine[0]._embed_query(" ".join(without.split()) or query), dtype=np.float32).reshape(-1)
+        drops.append(max(1.0 - float(vector @ whole), 1e-6))
+    mean = sum(drops) / len(drops)
+    return [drop / mean for drop in drops]
+
+
+def rescored(*, k1: float = fts_bm25.K1, b: float = fts_bm25.B, coverage: float = 0.0, cosine: float = 0.0,
+             importance: float = 0.0) -> Callable:
     """convex_fusion with BM25 computed again for every candidate with ``k1`` and ``b`` (the
     rows' own token counts, FTS5's formula: k1 1.2, b 0.75 gives the engine's scores back), plus
-    ``coverage`` × the share of the query's IDF the chunk holds and ``cosine`` × its cosine."""
+    ``coverage`` × the share of the query's IDF the chunk holds and ``cosine`` × its cosine;
+    ``importance``: each word's BM25 term weighted by ``1 - importance + importance ×`` its
+    :func:`word_importance`."""
     current: dict = {}
     shipped_hybrid = retrieval.Retriever.hybrid
 
@@ -427,14 +449,19 @@ def rescored(*, k1: float = fts_bm25.K1, b: float = fts_bm25.B, coverage: float 
         rows = retriever._store.keyword_row_tokens(items, list(dict.fromkeys(tokens))) if tokens else {}
         idf = {token: fts_bm25.idf(stats.rows, stats.rows_with.get(token, 0)) for token in tokens}
         keyword = dict(keyword)
-        if (k1, b) != (fts_bm25.K1, fts_bm25.B) and tokens:
+        if ((k1, b) != (fts_bm25.K1, fts_bm25.B) or importance) and tokens:
+            weight = dict.fromkeys(tokens, 1.0)
+            if importance:
+                for token, carried in zip(tokens, word_importance(retriever, query, terms)):
+                    weight[token] = 1 - importance + importance * carried
             for item in items:
                 row, total = rows.get(item), 0.0
                 for token in tokens:
                     counts = row.counts.get(token) if row else None
                     if counts:
                         count = fts_bm25.frequency((1.0, 1.0), counts)
-                        total += idf[token] * count * (k1 + 1) / (count + k1 * (1 - b + b * row.length / stats.average_length))
+                        total += weight[token] * idf[token] * count * (k1 + 1) / (
+                            count + k1 * (1 - b + b * row.length / stats.average_length))
                 keyword[item] = total
             ranked = sorted(keyword.items(), key=lambda p: -p[1])
             keyword_scale = retrieval.normaliser(retrieval.keyword_window(ranked, 100), "zscore")
@@ -464,6 +491,9 @@ def engine_variants(args: argparse.Namespace) -> None:
         variants.append((f"plus {share} × the query IDF share held", *rescored(coverage=share)))
     for share in (2.0, 4.0):
         variants.append((f"plus {share} × the cosine", *rescored(cosine=share)))
+    for share in (1.0, 0.5, 0.25, -0.25, -0.5):
+        variants.append((f"each word's BM25 weighted by its importance to the query's vector, share {share}",
+                         *rescored(importance=share)))
     for name, hybrid, fusion in variants:
         retrieval.Retriever.hybrid, retrieval.convex_fusion = hybrid, fusion
         try:
