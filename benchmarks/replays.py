@@ -11,6 +11,9 @@
     .venv/bin/python benchmarks/replays.py centring INDEX scifact            # cosines less the collection's mean, hubs
     .venv/bin/python benchmarks/replays.py adapter INDEX scifact             # a query map fitted on the train split
     .venv/bin/python benchmarks/replays.py sentences INDEX scifact           # one vector per sentence
+    .venv/bin/python benchmarks/replays.py pooling INDEX scifact             # IDF-weighted pooling of the query
+    .venv/bin/python benchmarks/replays.py rewrite INDEX scifact             # the query's rarer words said again
+    .venv/bin/python benchmarks/replays.py stress-cost INDEX scifact         # what saying them costs a search
     .venv/bin/python benchmarks/replays.py batch-size                        # onnxruntime texts per call
 
 INDEX is a folder `semsearch eval` or `benchmarks/index_choices.py --work` built for the dataset
@@ -33,12 +36,17 @@ the fused score, the share of the query's IDF a chunk holds and its raw cosine, 
 word's BM25 weighted by how much of the query's vector it carries. ``granularity``
 and ``sentences`` score documents from the stored vectors of two indexes (or from sentences
 embedded here, cached in ``--cache``) and from BM25 over whole documents.
+
+``pooling`` and ``rewrite`` run ``semsearch eval``'s semantic and hybrid searches through the
+engine with the query's vector made another way (:meth:`Retriever._vector` patched); their first
+line is the engine as shipped. ``stress-cost`` times what ``rewrite`` would add to a semantic search.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sqlite3
@@ -625,6 +633,150 @@ def adapter(args: argparse.Namespace) -> None:
             retrieval.Retriever._vector = shipped
 
 
+def pooling(args: argparse.Namespace) -> None:
+    """Query vectors pooled with each word piece weighted by an IDF (to the power ``p``) instead
+    of the plain mean the model was trained with; documents keep theirs. ``--idf pieces``: the
+    piece's own, counted over the collection's documents (the special tokens at the query's mean
+    weight); ``--idf words``: BM25's IDF of the word the piece belongs to, from the index's
+    keyword statistics as the keyword side reads them (a stopword or a sign weighs 0, the special
+    tokens the query's mean). Through the engine, like ``adapter``."""
+    from collections import Counter
+
+    from semsearch.onnx_embedder import pool
+
+    dataset = load_dataset(BEIR / args.dataset)
+    with semsearch.open(args.index, create=False) as engine:
+        model = engine._query_model()
+    tokenizer = model._tokenizer
+    texts = [" ".join(fields) for fields in map(indexable, dataset.corpus) if fields]
+    frequency: Counter = Counter()
+    if args.idf == "pieces":
+        for encoding in tokenizer.encode_batch(texts):
+            frequency.update(set(encoding.ids))
+    (sample,) = tokenizer.encode_batch(["a"])
+    specials = {sample.ids[0], sample.ids[-1]}
+
+    def piece_weights(retriever, query: str, encoding) -> np.ndarray:  # type: ignore[no-untyped-def]
+        if args.idf == "pieces":
+            return np.asarray([math.log((len(texts) + 1) / (frequency[i] + 0.5)) for i in encoding.ids], dtype=np.float32)
+        terms, stats = retriever._keyword_terms(query)
+        weights = np.zeros(len(encoding.ids), dtype=np.float32)
+        for position, word in enumerate(encoding.word_ids):
+            if word is None:
+                continue
+            start, end = encoding.word_to_chars(word)
+            found = keyword_terms(query[start:end])
+            tokens = stats.tokens.get(found[0], ()) if found and stats is not None else ()
+            if len(tokens) == 1:
+                weights[position] = fts_bm25.idf(stats.rows, stats.rows_with.get(tokens[0], 0))
+        return weights
+
+    shipped = retrieval.Retriever._vector
+    print(f"as shipped: {engine_modes(args.index, dataset)}")
+    for power in args.power:
+        pooled: dict[str, np.ndarray] = {}
+
+        def vector(self, query, pooled=pooled, power=power):  # type: ignore[no-untyped-def]
+            if query not in pooled:
+                (encoding,) = tokenizer.encode_batch([query])
+                ids = np.asarray([encoding.ids], dtype=np.int64)
+                inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+                (tokens,) = model._session.run(["token_embeddings"], {name: inputs[name] for name in model._inputs})
+                weights = np.clip(piece_weights(self, query, encoding), 0.0, None) ** power
+                plain = [position for position, i in enumerate(encoding.ids) if i not in specials]
+                mean = float(weights[plain].mean()) if plain and weights[plain].sum() > 0 else 1.0
+                weights[[position for position in range(len(weights)) if position not in plain]] = mean
+                if weights.sum() <= 0:
+                    weights[:] = 1.0
+                vector = pool(tokens, weights[None, :], ("mean",))[0]
+                pooled[query] = (vector / np.linalg.norm(vector)).astype(np.float32)
+            return pooled[query]
+
+        retrieval.Retriever._vector = vector
+        try:
+            print(f"IDF^{power} ({args.idf}) pooling of the query: {engine_modes(args.index, dataset)}", flush=True)
+        finally:
+            retrieval.Retriever._vector = shipped
+
+
+def rarer_words(retriever, query: str, share: float) -> list[str]:  # type: ignore[no-untyped-def]
+    """The query's words whose BM25 IDF in the index is at least ``share`` × the query's mean,
+    from the keyword statistics hybrid search reads."""
+    terms, stats = retriever._keyword_terms(query)
+    if stats is None:
+        return []
+    weights = {}
+    for term in dict.fromkeys(terms):
+        held = fts_bm25.rows_holding(term, stats)
+        if held is not None:
+            weights[term] = fts_bm25.idf(stats.rows, held)
+    mean = sum(weights.values()) / len(weights) if weights else 0.0
+    return [term for term, weight in weights.items() if mean > 0 and weight >= share * mean]
+
+
+def rewrite(args: argparse.Namespace) -> None:
+    """The query's rarer words said again: the query's vector is that of the query followed by
+    its :func:`rarer_words` (so a plain mean pooling leans towards them, as IDF-weighted pooling
+    does, through any embedder). Through the engine, like ``adapter``."""
+    dataset = load_dataset(BEIR / args.dataset)
+    with semsearch.open(args.index, create=False) as engine:
+        model = engine._query_model()
+    shipped = retrieval.Retriever._vector
+    print(f"as shipped: {engine_modes(args.index, dataset)}")
+    for share in args.share:
+        rewritten: dict[str, np.ndarray] = {}
+
+        def vector(self, query, rewritten=rewritten, share=share):  # type: ignore[no-untyped-def]
+            if query not in rewritten:
+                rare = rarer_words(self, query, share)
+                rewritten[query] = model.embed([f"{query} {' '.join(rare)}" if rare else query])[0]
+            return rewritten[query]
+
+        retrieval.Retriever._vector = vector
+        try:
+            print(f"words at or above {share} × the mean IDF said again: {engine_modes(args.index, dataset)}", flush=True)
+        finally:
+            retrieval.Retriever._vector = shipped
+
+
+def stress_cost(args: argparse.Namespace) -> None:
+    """What ``rewrite --share 1`` would cost a semantic search built into the engine: each query
+    searched (``limit=10``, nothing kept from before) as it is, and with its vector made as a
+    search would make it (the query embedded, for relevance, whose curve was fitted on it; the
+    keyword statistics; the query with its rarer words embedded), in alternating order, in one
+    warm process; the median and 90th percentile in ms."""
+    dataset = load_dataset(BEIR / args.dataset)
+    texts = [text.strip() for text in dataset.queries.values()][: args.queries]
+    shipped = retrieval.Retriever._vector
+
+    def stressed(self, query):  # type: ignore[no-untyped-def]
+        if query not in self._query_vectors:
+            shipped(self, query)
+            rare = rarer_words(self, query, 1.0)
+            if rare:
+                self._query_vectors[query] = np.asarray(
+                    self._embed_query(f"{query} {' '.join(rare)}"), dtype=np.float32).reshape(-1)
+        return self._query_vectors[query]
+
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    with semsearch.open(args.index, create=False) as engine:
+        for text in texts[:20]:  # warm: the model, the vectors, SQLite's pages
+            engine.search(text, limit=10, mode="semantic")
+        for position, text in enumerate(texts):
+            for label in (("with", "without") if position % 2 else ("without", "with")):
+                engine._query_vectors.clear()
+                retrieval.Retriever._vector = stressed if label == "with" else shipped
+                try:
+                    started = time.perf_counter()
+                    engine.search(text, limit=10, mode="semantic")
+                    times[label].append((time.perf_counter() - started) * 1000)
+                finally:
+                    retrieval.Retriever._vector = shipped
+    for label, found in times.items():
+        print(f"semantic search {label} the rarer words: p50 {np.percentile(found, 50):.1f} ms, "
+              f"p90 {np.percentile(found, 90):.1f} ms over {len(found)} queries")
+
+
 def engine_modes(index: Path, dataset: Dataset, unseen: set[str] | None = None) -> str:
     """nDCG@10 per mode, and over the ``unseen`` queries alone when given."""
     with semsearch.open(index, create=False) as engine:
@@ -692,6 +844,22 @@ def main() -> None:
     command.add_argument("dataset")
     command.add_argument("--decay", type=float, nargs="+", default=[1.0, 0.1, 0.01])
     command.set_defaults(run=adapter)
+    command = commands.add_parser("pooling")
+    command.add_argument("index", type=Path)
+    command.add_argument("dataset")
+    command.add_argument("--power", type=float, nargs="+", default=[0.5, 1.0, 2.0])
+    command.add_argument("--idf", choices=("pieces", "words"), default="pieces")
+    command.set_defaults(run=pooling)
+    command = commands.add_parser("rewrite")
+    command.add_argument("index", type=Path)
+    command.add_argument("dataset")
+    command.add_argument("--share", type=float, nargs="+", default=[0.0, 1.0, 1.5])
+    command.set_defaults(run=rewrite)
+    command = commands.add_parser("stress-cost")
+    command.add_argument("index", type=Path)
+    command.add_argument("dataset")
+    command.add_argument("--queries", type=int, default=300)
+    command.set_defaults(run=stress_cost)
     command = commands.add_parser("sentences")
     command.add_argument("index", type=Path)
     command.add_argument("dataset")
