@@ -276,8 +276,6 @@ def search_command(settings: Settings, query: str, index_dir: str | None, limit:
                                      min_score=min_score)
                 directory = engine.directory
         except KeyboardInterrupt:
-            if not _COMMAND_PROCESS:
-                raise
             _interrupted()
         if shared:  # answered here: keep a server warm for the next search (semsearch.warm)
             from semsearch import warm
