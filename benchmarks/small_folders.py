@@ -8,13 +8,16 @@ of the two hybrid curves predicts which hits are relevant: the ``hybrid`` curve 
 score) and ``hybrid-unfused`` (cosine and keyword share, which do not depend on the window).
 
 Each small index of ``n`` documents holds the judged-relevant documents (two at most) of a few
-judged queries, n/5 of them, and other documents of the collection drawn at random; each of
-those queries is then searched in it (hybrid, one hit per document, the best min(n, 10)). A real
+judged queries, n/5 of them, and other documents of the collection: drawn at random (a folder
+of unrelated documents), or with ``--similar-from`` from those queries' own near misses in an
+index of the whole collection (a folder on one subject); each of those queries is then searched
+in it (hybrid, one hit per document, the best min(n, 10)). A real
 index is built for each, with the bundled model, so IDF and the windows are the small folder's
 own.
 
-    .venv/bin/python benchmarks/small_folders.py                     # the table in docs/quality.md
+    .venv/bin/python benchmarks/small_folders.py                     # the first table in docs/quality.md
     .venv/bin/python benchmarks/small_folders.py --sizes 5 10 --documents 200 --datasets adi
+    .venv/bin/python benchmarks/small_folders.py --similar-from "/tmp/choices/{name}-fp32-254-32"  # folders on one subject
 
 Prints, per size: hits, the share judged relevant, the mean relevance each curve gives, and each
 curve's log loss and expected calibration error (ten bins); lower is better for both.
@@ -36,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 import semsearch  # noqa: E402
 import semsearch.retrieval as retrieval  # noqa: E402
+from semsearch.errors import SemsearchError  # noqa: E402
 from semsearch.evaluation import Dataset, indexable, load_dataset  # noqa: E402
 
 BEIR = Path(os.environ.get("SEMSEARCH_BEIR", REPO.parent / "shared" / "data" / "beir"))
@@ -52,8 +56,21 @@ def unfused(signals):  # type: ignore[no-untyped-def]
     return without_fused
 
 
-def small_indexes(dataset: Dataset, size: int, documents: int, seed: int):
-    """(documents, queries) of each small index: about ``documents`` documents in all."""
+def neighbours(dataset: Dataset, index: str) -> dict[str, list[str]]:
+    """Each judged query's 30 best documents in the whole collection (hybrid search of the index
+    ``index`` names, ``{name}`` standing for the collection's), less those judged relevant to it."""
+    found = {}
+    with semsearch.open(index.format(name=dataset.name), create=False) as engine:
+        for qid, query in dataset.queries.items():
+            hits = engine.search(query.strip(), limit=30, group_by_document=True)
+            found[qid] = [hit.path for hit in hits if dataset.qrels.get(qid, {}).get(hit.path, 0) <= 0]
+    return found
+
+
+def small_indexes(dataset: Dataset, size: int, documents: int, seed: int, similar: dict[str, list[str]] | None = None):
+    """(documents, queries) of each small index: about ``documents`` documents in all. The other
+    documents are drawn from the whole collection, or with ``similar`` from the queries' own
+    near misses (a folder on one subject, where the wrong documents are close to the question)."""
     chance = random.Random(f"{dataset.name}-{size}-{seed}")
     corpus = {document.id: document for document in dataset.corpus if indexable(document) is not None}
     judged = [qid for qid in sorted(dataset.qrels) if any(doc in corpus for doc, grade in dataset.qrels[qid].items() if grade > 0)]
@@ -64,16 +81,22 @@ def small_indexes(dataset: Dataset, size: int, documents: int, seed: int):
             relevant = sorted(doc for doc, grade in dataset.qrels[qid].items() if grade > 0 and doc in corpus)
             chosen += [doc for doc in chance.sample(relevant, min(2, len(relevant))) if doc not in chosen]
         chosen = chosen[:size]
-        others = [doc for doc in chance.sample(sorted(corpus), min(len(corpus), size * 4)) if doc not in chosen]
+        if similar is not None:
+            near = sorted({doc for qid in queries for doc in similar.get(qid, ()) if doc in corpus})
+            others = [doc for doc in chance.sample(near, len(near)) if doc not in chosen]
+            others += [doc for doc in chance.sample(sorted(corpus), min(len(corpus), size * 4)) if doc not in chosen and doc not in others]
+        else:
+            others = [doc for doc in chance.sample(sorted(corpus), min(len(corpus), size * 4)) if doc not in chosen]
         chosen += others[: size - len(chosen)]
         yield [corpus[doc] for doc in chosen], [qid for qid in queries if any(dataset.qrels[qid].get(doc, 0) > 0 for doc in chosen)]
 
 
-def hits(dataset: Dataset, size: int, documents: int, seed: int) -> list[tuple[bool, dict[str, float]]]:
+def hits(dataset: Dataset, size: int, documents: int, seed: int,
+         similar: dict[str, list[str]] | None = None) -> list[tuple[bool, dict[str, float]]]:
     """Each hit: whether it is judged relevant, and its relevance under each curve."""
     found = []
     shipped = retrieval.Retriever.signals
-    for corpus, queries in small_indexes(dataset, size, documents, seed):
+    for corpus, queries in small_indexes(dataset, size, documents, seed, similar):
         with tempfile.TemporaryDirectory(prefix="semsearch-small-") as folder:
             with semsearch.open(folder, create=True) as engine:
                 fields = [indexable(document) for document in corpus]
@@ -109,12 +132,16 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[5, 10, 20, 40, 80])
     parser.add_argument("--documents", type=int, default=400, help="documents indexed per collection and size")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--similar-from", metavar="INDEX",
+                        help="draw the other documents from each query's near misses in this index of the "
+                             "whole collection ({name} is the collection's name), not at random")
     args = parser.parse_args()
     datasets = [load_dataset(BEIR / name) for name in args.datasets]
+    similar = {dataset.name: neighbours(dataset, args.similar_from) for dataset in datasets} if args.similar_from else {}
     print("| documents | hits | judged relevant | mean relevance: hybrid / unfused | log loss: hybrid / unfused | ECE: hybrid / unfused |")
     print("|---:|---:|---:|---|---|---|")
     for size in args.sizes:
-        found = [hit for dataset in datasets for hit in hits(dataset, size, args.documents, args.seed)]
+        found = [hit for dataset in datasets for hit in hits(dataset, size, args.documents, args.seed, similar.get(dataset.name))]
         judged = sum(y for y, _ in found) / len(found)
         cells = {c: [(y, value[c]) for y, value in found] for c in CURVES}
         means = " / ".join(f"{sum(p for _, p in cells[c]) / len(found):.3f}" for c in CURVES)
@@ -124,4 +151,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (SemsearchError, OSError) as error:  # a missing index or dataset: one line, not a traceback
+        sys.exit(f"small_folders.py: {error}")
