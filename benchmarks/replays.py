@@ -815,65 +815,51 @@ def batch_size(args: argparse.Namespace) -> None:
               f"(median of {len(taken)}: {', '.join(f'{t:.2f}' for t in taken)})")
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    command = commands.add_parser("mixed")
-    command.add_argument("index_a", type=Path)
-    command.add_argument("index_b", type=Path)
-    command.add_argument("dataset")
-    command.set_defaults(run=mixed)
+
+    def subcommand(name: str, run: Callable, *indexes: str) -> argparse.ArgumentParser:
+        """A subcommand taking the index folders named (none: no dataset either), then the dataset."""
+        command = commands.add_parser(name)
+        for index in indexes:
+            command.add_argument(index, type=Path)
+        if indexes:
+            command.add_argument("dataset")
+        command.set_defaults(run=run)
+        return command
+
+    subcommand("mixed", mixed, "index_a", "index_b")
     for name, run in (("title", title), ("document-bm25", document_bm25), ("phrases", phrases),
                       ("gap-weight", gap_weight), ("engine-variants", engine_variants), ("centring", centring)):
-        command = commands.add_parser(name)
-        command.add_argument("index", type=Path)
-        command.add_argument("dataset")
-        command.set_defaults(run=run)
-    command = commands.add_parser("granularity")
-    command.add_argument("index", type=Path)
-    command.add_argument("index_128", type=Path)
-    command.add_argument("dataset")
-    command.set_defaults(run=granularity)
-    command = commands.add_parser("engine-granularity")
-    command.add_argument("index", type=Path)
-    command.add_argument("index_128", type=Path)
-    command.add_argument("dataset")
-    command.set_defaults(run=engine_granularity)
-    command = commands.add_parser("adapter")
-    command.add_argument("index", type=Path)
-    command.add_argument("dataset")
-    command.add_argument("--decay", type=float, nargs="+", default=[1.0, 0.1, 0.01])
-    command.set_defaults(run=adapter)
-    command = commands.add_parser("pooling")
-    command.add_argument("index", type=Path)
-    command.add_argument("dataset")
+        subcommand(name, run, "index")
+    subcommand("granularity", granularity, "index", "index_128")
+    subcommand("engine-granularity", engine_granularity, "index", "index_128")
+    subcommand("adapter", adapter, "index").add_argument("--decay", type=float, nargs="+", default=[1.0, 0.1, 0.01])
+    command = subcommand("pooling", pooling, "index")
     command.add_argument("--power", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     command.add_argument("--idf", choices=("pieces", "words"), default="pieces")
-    command.set_defaults(run=pooling)
-    command = commands.add_parser("rewrite")
-    command.add_argument("index", type=Path)
-    command.add_argument("dataset")
-    command.add_argument("--share", type=float, nargs="+", default=[0.0, 1.0, 1.5])
-    command.set_defaults(run=rewrite)
-    command = commands.add_parser("stress-cost")
-    command.add_argument("index", type=Path)
-    command.add_argument("dataset")
-    command.add_argument("--queries", type=int, default=300)
-    command.set_defaults(run=stress_cost)
-    command = commands.add_parser("sentences")
-    command.add_argument("index", type=Path)
-    command.add_argument("dataset")
-    command.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "semsearch-replays")
-    command.set_defaults(run=sentences)
-    command = commands.add_parser("batch-size")
+    subcommand("rewrite", rewrite, "index").add_argument("--share", type=float, nargs="+", default=[0.0, 1.0, 1.5])
+    subcommand("stress-cost", stress_cost, "index").add_argument("--queries", type=positive, default=300)
+    subcommand("sentences", sentences, "index").add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "semsearch-replays")
+    command = subcommand("batch-size", batch_size)
     command.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
     command.add_argument("--rounds", type=int, default=2)
-    command.set_defaults(run=batch_size)
     args = parser.parse_args()
     try:
         args.run(args)
     except (SemsearchError, OSError) as error:  # a missing index or dataset: one line, not a traceback
         sys.exit(f"replays.py: {error}")
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -100,7 +100,10 @@ def hits(dataset: Dataset, size: int, documents: int, seed: int,
         with tempfile.TemporaryDirectory(prefix="semsearch-small-") as folder:
             with semsearch.open(folder, create=True) as engine:
                 fields = [indexable(document) for document in corpus]
-                engine.add_texts([text for _, text in fields], ids=[d.id for d in corpus], titles=[title for title, _ in fields])
+                added = engine.add_texts([text for _, text in fields], ids=[d.id for d in corpus],
+                                         titles=[title for title, _ in fields])
+                if added.interrupted:  # Ctrl-C while embedding: the engine kept it for us
+                    raise KeyboardInterrupt
                 for qid in queries:
                     by_curve: dict[str, dict[str, float]] = {}
                     try:
@@ -126,11 +129,18 @@ def calibration_error(pairs: list[tuple[bool, float]]) -> float:
     return sum(abs(sum(y for y, _ in b) - sum(p for _, p in b)) for b in bins.values()) / len(pairs)
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["scifact", "cranfield", "cisi", "adi"])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[5, 10, 20, 40, 80])
-    parser.add_argument("--documents", type=int, default=400, help="documents indexed per collection and size")
+    parser.add_argument("--sizes", nargs="+", type=positive, default=[5, 10, 20, 40, 80])
+    parser.add_argument("--documents", type=positive, default=400, help="documents indexed per collection and size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--similar-from", metavar="INDEX",
                         help="draw the other documents from each query's near misses in this index of the "
@@ -155,3 +165,5 @@ if __name__ == "__main__":
         main()
     except (SemsearchError, OSError) as error:  # a missing index or dataset: one line, not a traceback
         sys.exit(f"small_folders.py: {error}")
+    except KeyboardInterrupt:  # the small indexes are temporary folders, removed on the way out
+        sys.exit(130)
